@@ -1,0 +1,186 @@
+package migrations
+
+// The DDL of each migration, frozen as SQL per dialect so that later changes to
+// the models can never change what an old migration did.
+//
+// PostgreSQL gets JSONB and TIMESTAMPTZ. Identifier-like text that is ordered or
+// range-scanned (execution ids for keyset paging, definition names for prefix
+// search) is COLLATE "C", so PostgreSQL orders it byte-wise exactly as SQLite's
+// BINARY collation does and the btree serves range scans.
+//
+// SQLite stores JSON as TEXT (a column declared JSON would get NUMERIC affinity
+// and turn the document 123 into an integer) and times as DATETIME text in UTC,
+// which sorts chronologically as text.
+
+const (
+	liveStatusesSQL = `('PENDING', 'RUNNING')`
+	execStatusCheck = `CHECK (status IN ('PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT'))`
+	stepStatusCheck = `CHECK (status IN ('PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'RETRYING', 'CANCELLED'))`
+)
+
+var definitionsUp = ddl{
+	postgres: []string{
+		`CREATE TABLE workflow_definitions (
+			id         TEXT NOT NULL,
+			version    TEXT NOT NULL,
+			name       TEXT COLLATE "C" NOT NULL,
+			definition JSONB,
+			created_at TIMESTAMPTZ NOT NULL,
+			updated_at TIMESTAMPTZ NOT NULL,
+			PRIMARY KEY (id, version)
+		)`,
+		`CREATE INDEX idx_workflow_definitions_name ON workflow_definitions (name)`,
+		`CREATE INDEX idx_workflow_definitions_created_at ON workflow_definitions (created_at)`,
+	},
+	sqlite: []string{
+		`CREATE TABLE workflow_definitions (
+			id         TEXT NOT NULL,
+			version    TEXT NOT NULL,
+			name       TEXT NOT NULL,
+			definition TEXT,
+			created_at DATETIME NOT NULL,
+			updated_at DATETIME NOT NULL,
+			PRIMARY KEY (id, version)
+		)`,
+		`CREATE INDEX idx_workflow_definitions_name ON workflow_definitions (name)`,
+		`CREATE INDEX idx_workflow_definitions_created_at ON workflow_definitions (created_at)`,
+	},
+}
+
+// last_heartbeat is NOT NULL (creation sets it), so stale detection compares the
+// column itself and the partial index serves it; the reference's
+// COALESCE(last_heartbeat, updated_at) could use no index.
+var executionsUp = ddl{
+	postgres: []string{
+		`CREATE TABLE workflow_executions (
+			execution_id       TEXT COLLATE "C" PRIMARY KEY,
+			definition_id      TEXT NOT NULL,
+			definition_version TEXT NOT NULL,
+			status             TEXT NOT NULL ` + execStatusCheck + `,
+			current_step_id    TEXT,
+			input              JSONB,
+			output             JSONB,
+			error              TEXT,
+			node_id            TEXT,
+			version            BIGINT NOT NULL DEFAULT 1,
+			last_heartbeat     TIMESTAMPTZ NOT NULL,
+			metadata           JSONB,
+			created_at         TIMESTAMPTZ NOT NULL,
+			started_at         TIMESTAMPTZ,
+			completed_at       TIMESTAMPTZ,
+			updated_at         TIMESTAMPTZ NOT NULL,
+			FOREIGN KEY (definition_id, definition_version)
+				REFERENCES workflow_definitions (id, version)
+		)`,
+	},
+	sqlite: []string{
+		`CREATE TABLE workflow_executions (
+			execution_id       TEXT PRIMARY KEY,
+			definition_id      TEXT NOT NULL,
+			definition_version TEXT NOT NULL,
+			status             TEXT NOT NULL ` + execStatusCheck + `,
+			current_step_id    TEXT,
+			input              TEXT,
+			output             TEXT,
+			error              TEXT,
+			node_id            TEXT,
+			version            INTEGER NOT NULL DEFAULT 1,
+			last_heartbeat     DATETIME NOT NULL,
+			metadata           TEXT,
+			created_at         DATETIME NOT NULL,
+			started_at         DATETIME,
+			completed_at       DATETIME,
+			updated_at         DATETIME NOT NULL,
+			FOREIGN KEY (definition_id, definition_version)
+				REFERENCES workflow_definitions (id, version)
+		)`,
+	},
+	common: []string{
+		`CREATE INDEX idx_workflow_executions_status ON workflow_executions (status)`,
+		`CREATE INDEX idx_workflow_executions_definition ON workflow_executions (definition_id, definition_version)`,
+		`CREATE INDEX idx_workflow_executions_node_id ON workflow_executions (node_id)`,
+		`CREATE INDEX idx_workflow_executions_created_at ON workflow_executions (created_at)`,
+		`CREATE INDEX idx_workflow_executions_stale ON workflow_executions (status, last_heartbeat)
+			WHERE status IN ` + liveStatusesSQL,
+	},
+}
+
+var labelsUp = ddl{
+	common: []string{
+		`CREATE TABLE workflow_execution_labels (
+			execution_id TEXT NOT NULL REFERENCES workflow_executions (execution_id) ON DELETE CASCADE,
+			label_key    TEXT NOT NULL,
+			label_value  TEXT NOT NULL,
+			PRIMARY KEY (execution_id, label_key)
+		)`,
+		`CREATE INDEX idx_workflow_execution_labels_key_value ON workflow_execution_labels (label_key, label_value)`,
+	},
+}
+
+var stepsUp = ddl{
+	postgres: []string{
+		`CREATE TABLE step_executions (
+			step_execution_id TEXT PRIMARY KEY,
+			execution_id      TEXT NOT NULL REFERENCES workflow_executions (execution_id) ON DELETE CASCADE,
+			step_id           TEXT NOT NULL,
+			status            TEXT NOT NULL ` + stepStatusCheck + `,
+			input             JSONB,
+			output            JSONB,
+			error             TEXT,
+			attempt           INTEGER NOT NULL DEFAULT 1 CHECK (attempt >= 1),
+			metadata          JSONB,
+			started_at        TIMESTAMPTZ,
+			completed_at      TIMESTAMPTZ,
+			UNIQUE (execution_id, step_id, attempt)
+		)`,
+	},
+	sqlite: []string{
+		`CREATE TABLE step_executions (
+			step_execution_id TEXT PRIMARY KEY,
+			execution_id      TEXT NOT NULL REFERENCES workflow_executions (execution_id) ON DELETE CASCADE,
+			step_id           TEXT NOT NULL,
+			status            TEXT NOT NULL ` + stepStatusCheck + `,
+			input             TEXT,
+			output            TEXT,
+			error             TEXT,
+			attempt           INTEGER NOT NULL DEFAULT 1 CHECK (attempt >= 1),
+			metadata          TEXT,
+			started_at        DATETIME,
+			completed_at      DATETIME,
+			UNIQUE (execution_id, step_id, attempt)
+		)`,
+	},
+	common: []string{
+		`CREATE INDEX idx_step_executions_execution_id ON step_executions (execution_id, started_at)`,
+		`CREATE INDEX idx_step_executions_status ON step_executions (status)`,
+		`CREATE INDEX idx_step_executions_started_at ON step_executions (started_at)`,
+	},
+}
+
+// seq orders signals first in, first out; the reference's received_at alone
+// cannot order two signals within one clock tick.
+var signalsUp = ddl{
+	postgres: []string{
+		`CREATE TABLE signals (
+			seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+			signal_id    TEXT NOT NULL UNIQUE,
+			execution_id TEXT NOT NULL REFERENCES workflow_executions (execution_id) ON DELETE CASCADE,
+			signal_name  TEXT NOT NULL,
+			payload      JSONB,
+			received_at  TIMESTAMPTZ NOT NULL
+		)`,
+	},
+	sqlite: []string{
+		`CREATE TABLE signals (
+			seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+			signal_id    TEXT NOT NULL UNIQUE,
+			execution_id TEXT NOT NULL REFERENCES workflow_executions (execution_id) ON DELETE CASCADE,
+			signal_name  TEXT NOT NULL,
+			payload      TEXT,
+			received_at  DATETIME NOT NULL
+		)`,
+	},
+	common: []string{
+		`CREATE INDEX idx_signals_execution_name ON signals (execution_id, signal_name, seq)`,
+	},
+}

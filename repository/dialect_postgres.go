@@ -1,0 +1,76 @@
+package repository
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// PostgreSQL: many nodes share the database, so every time that heartbeats and
+// staleness compare comes from the server's clock. now() is the transaction's
+// start time; it is stable within a statement, so the planner can use it in an
+// index condition (clock_timestamp() is volatile and could not).
+type postgresDialect struct{}
+
+func (postgresDialect) name() string { return "postgres" }
+
+func (postgresDialect) now() clause.Expr { return clause.Expr{SQL: "now()"} }
+
+func (postgresDialect) before(age time.Duration) clause.Expr {
+	return clause.Expr{SQL: "now() - ?::bigint * INTERVAL '1 microsecond'", Vars: []any{age.Microseconds()}}
+}
+
+// claimLock lets concurrent claimers skip a row another transaction is taking
+// instead of waiting for it and then finding it gone.
+func (postgresDialect) claimLock() string { return " FOR UPDATE SKIP LOCKED" }
+
+// SQLSTATE codes, https://www.postgresql.org/docs/current/errcodes-appendix.html.
+const (
+	pgUniqueViolation      = "23505"
+	pgForeignKeyViolation  = "23503"
+	pgSerializationFailure = "40001"
+	pgDeadlockDetected     = "40P01"
+	pgLockNotAvailable     = "55P03"
+)
+
+func pgCode(err error) string {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+func (postgresDialect) isUniqueViolation(err error) bool {
+	return pgCode(err) == pgUniqueViolation || errors.Is(err, gorm.ErrDuplicatedKey)
+}
+
+func (postgresDialect) isForeignKeyViolation(err error) bool {
+	return pgCode(err) == pgForeignKeyViolation || errors.Is(err, gorm.ErrForeignKeyViolated)
+}
+
+func (postgresDialect) isContention(err error) bool {
+	switch pgCode(err) {
+	case pgSerializationFailure, pgDeadlockDetected, pgLockNotAvailable:
+		return true
+	}
+	return false
+}
+
+// checkPostgresDSN validates a URL-form DSN without ever echoing it: a DSN
+// carries the password, and url.Parse's own errors quote the whole input.
+func checkPostgresDSN(dsn string) error {
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Opaque != "" {
+		return fmt.Errorf("malformed PostgreSQL DSN (%s): %w", acceptedForms, ErrInvalidArgument)
+	}
+	if _, err := pgconn.ParseConfig(dsn); err != nil {
+		return fmt.Errorf("invalid PostgreSQL DSN (%s): %w", acceptedForms, ErrInvalidArgument)
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/plexspaces/workflow/models"
+)
+
+// newID returns a UUIDv7: unique, and sorting by creation time as text.
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// InsertExecutionSQL is the statement CreateExecution runs (GORM rewrites ? to
+// $n on PostgreSQL). The clock arguments are now() on PostgreSQL and bound
+// times on SQLite.
+const InsertExecutionSQL = `INSERT INTO workflow_executions ` +
+	`(execution_id, definition_id, definition_version, status, input, node_id, version, last_heartbeat, created_at, updated_at) ` +
+	`VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?) RETURNING *`
+
+// CreateExecution implements ExecutionRepository.
+func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models.WorkflowExecution, error) {
+	if in.ExecutionID == "" {
+		in.ExecutionID = newID()
+	}
+	if err := checkID("execution id", in.ExecutionID); err != nil {
+		return nil, err
+	}
+	if err := checkID("definition id", in.DefinitionID); err != nil {
+		return nil, err
+	}
+	if err := checkID("definition version", in.DefinitionVersion); err != nil {
+		return nil, err
+	}
+	if in.NodeID != "" {
+		if err := checkID("node id", in.NodeID); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkLabels(in.Labels); err != nil {
+		return nil, err
+	}
+	input, err := encodeJSON("execution input", in.Input)
+	if err != nil {
+		return nil, err
+	}
+
+	var exec models.WorkflowExecution
+	insert := func(tx *gorm.DB) error {
+		now := s.dialect.now()
+		err := tx.Raw(InsertExecutionSQL, in.ExecutionID, in.DefinitionID, in.DefinitionVersion,
+			models.ExecutionPending, input, nullable(in.NodeID), now, now, now).Scan(&exec).Error
+		if err != nil {
+			return err
+		}
+		if len(in.Labels) > 0 {
+			return tx.Create(labelRows(in.ExecutionID, in.Labels)).Error
+		}
+		return nil
+	}
+	if len(in.Labels) > 0 {
+		err = s.query(ctx).Transaction(insert)
+	} else {
+		err = insert(s.query(ctx))
+	}
+	switch {
+	case s.dialect.isUniqueViolation(err):
+		return nil, fmt.Errorf("creating execution %s: %w", in.ExecutionID, ErrAlreadyExists)
+	case s.dialect.isForeignKeyViolation(err):
+		return nil, fmt.Errorf("creating execution %s: definition %s@%s: %w", in.ExecutionID, in.DefinitionID, in.DefinitionVersion, ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("creating execution %s: %w", in.ExecutionID, err)
+	}
+	if len(in.Labels) > 0 {
+		exec.Labels = maps.Clone(in.Labels)
+	}
+	return &exec, nil
+}
+
+func labelRows(executionID string, labels map[string]string) []models.ExecutionLabel {
+	rows := make([]models.ExecutionLabel, 0, len(labels))
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		rows = append(rows, models.ExecutionLabel{ExecutionID: executionID, Key: k, Value: labels[k]})
+	}
+	return rows
+}
+
+// nullable stores "" as NULL.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// GetExecution implements ExecutionRepository.
+func (s *Storage) GetExecution(ctx context.Context, executionID string) (*models.WorkflowExecution, error) {
+	if err := checkID("execution id", executionID); err != nil {
+		return nil, err
+	}
+	var exec models.WorkflowExecution
+	err := s.query(ctx).Where("execution_id = ?", executionID).Take(&exec).Error
+	if err != nil {
+		return nil, fmt.Errorf("getting execution %s: %w", executionID, notFound(err))
+	}
+	execs := []models.WorkflowExecution{exec}
+	if err := s.fillLabels(ctx, execs); err != nil {
+		return nil, err
+	}
+	return &execs[0], nil
+}
+
+// fillLabels reads the labels of execs with one query.
+func (s *Storage) fillLabels(ctx context.Context, execs []models.WorkflowExecution) error {
+	if len(execs) == 0 {
+		return nil
+	}
+	index := make(map[string]int, len(execs))
+	ids := make([]string, len(execs))
+	for i, e := range execs {
+		index[e.ExecutionID] = i
+		ids[i] = e.ExecutionID
+	}
+	var labels []models.ExecutionLabel
+	if err := s.query(ctx).Where("execution_id IN ?", ids).Find(&labels).Error; err != nil {
+		return fmt.Errorf("getting labels: %w", err)
+	}
+	for _, l := range labels {
+		e := &execs[index[l.ExecutionID]]
+		if e.Labels == nil {
+			e.Labels = map[string]string{}
+		}
+		e.Labels[l.Key] = l.Value
+	}
+	return nil
+}
+
+// notFound maps GORM's not-found to ErrNotFound.
+func notFound(err error) error {
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// UpdateExecutionStatus implements ExecutionRepository.
+func (s *Storage) UpdateExecutionStatus(ctx context.Context, executionID string, status models.ExecutionStatus) error {
+	return s.UpdateExecutionStatusWithVersion(ctx, executionID, status, nil)
+}
+
+// UpdateExecutionStatusWithVersion implements ExecutionRepository.
+func (s *Storage) UpdateExecutionStatusWithVersion(ctx context.Context, executionID string, status models.ExecutionStatus, expectedVersion *int64) error {
+	if err := checkExecutionStatus(status); err != nil {
+		return err
+	}
+	now := s.dialect.now()
+	values := map[string]any{"status": status, "updated_at": now}
+	if status == models.ExecutionRunning {
+		values["last_heartbeat"] = now
+		values["started_at"] = gorm.Expr("COALESCE(started_at, ?)", now)
+	}
+	if status.Terminal() {
+		values["completed_at"] = now
+	}
+	if err := s.updateExecution(ctx, executionID, expectedVersion, values); err != nil {
+		return fmt.Errorf("setting execution %s to %s: %w", executionID, status, err)
+	}
+	return nil
+}
+
+// UpdateExecutionOutput implements ExecutionRepository.
+func (s *Storage) UpdateExecutionOutput(ctx context.Context, executionID string, output any, expectedVersion *int64) error {
+	out, err := encodeJSON("execution output", output)
+	if err != nil {
+		return err
+	}
+	values := map[string]any{"output": out, "updated_at": s.dialect.now()}
+	if err := s.updateExecution(ctx, executionID, expectedVersion, values); err != nil {
+		return fmt.Errorf("setting output of execution %s: %w", executionID, err)
+	}
+	return nil
+}
+
+// TransferOwnership implements ExecutionRepository.
+func (s *Storage) TransferOwnership(ctx context.Context, executionID, newOwner string, expectedVersion int64) error {
+	if err := checkID("new owner", newOwner); err != nil {
+		return err
+	}
+	now := s.dialect.now()
+	values := map[string]any{"node_id": newOwner, "last_heartbeat": now, "updated_at": now}
+	if err := s.updateExecution(ctx, executionID, &expectedVersion, values); err != nil {
+		return fmt.Errorf("transferring execution %s to %s: %w", executionID, newOwner, err)
+	}
+	return nil
+}
+
+// updateExecution writes values in one UPDATE that bumps the version through
+// the optimisticlock plugin, checked against expectedVersion when it is set.
+func (s *Storage) updateExecution(ctx context.Context, executionID string, expectedVersion *int64, values map[string]any) error {
+	if err := checkID("execution id", executionID); err != nil {
+		return err
+	}
+	model := &models.WorkflowExecution{ExecutionID: executionID}
+	if expectedVersion != nil {
+		if err := checkExpectedVersion(*expectedVersion); err != nil {
+			return err
+		}
+		model.Version = *expectedVersion
+	}
+	res := s.query(ctx).Model(model).Updates(values)
+	if res.Error != nil {
+		return notFound(res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// UpdateHeartbeat implements ExecutionRepository.
+func (s *Storage) UpdateHeartbeat(ctx context.Context, executionID, nodeID string) error {
+	if err := checkID("execution id", executionID); err != nil {
+		return err
+	}
+	if err := checkID("node id", nodeID); err != nil {
+		return err
+	}
+	// UpdateColumn skips hooks, so the plugin leaves the version alone.
+	res := s.query(ctx).Model(&models.WorkflowExecution{}).
+		Where("execution_id = ? AND node_id = ?", executionID, nodeID).
+		UpdateColumn("last_heartbeat", s.dialect.now())
+	if res.Error != nil {
+		return fmt.Errorf("heartbeat of execution %s from %s: %w", executionID, nodeID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("heartbeat of execution %s from %s: %w", executionID, nodeID, s.missingOrNotOwner(ctx, executionID))
+	}
+	return nil
+}
+
+// missingOrNotOwner runs after a write that matched no row: ErrNotFound if the
+// execution does not exist, ErrConcurrentUpdate if another node owns it.
+func (s *Storage) missingOrNotOwner(ctx context.Context, executionID string) error {
+	var n int64
+	if err := s.query(ctx).Model(&models.WorkflowExecution{}).Where("execution_id = ?", executionID).Count(&n).Error; err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return ErrConcurrentUpdate
+}
+
+// liveOnly reports whether every status is PENDING or RUNNING, the statuses the
+// partial index idx_workflow_executions_stale covers.
+func liveOnly(statuses []models.ExecutionStatus) bool {
+	for _, st := range statuses {
+		if st != models.ExecutionPending && st != models.ExecutionRunning {
+			return false
+		}
+	}
+	return true
+}
+
+// ListStaleExecutions implements ExecutionRepository.
+func (s *Storage) ListStaleExecutions(ctx context.Context, threshold time.Duration, statuses []models.ExecutionStatus) ([]models.WorkflowExecution, error) {
+	if err := checkThreshold(threshold); err != nil {
+		return nil, err
+	}
+	if err := checkExecutionStatuses(statuses); err != nil {
+		return nil, err
+	}
+	if len(statuses) == 0 {
+		statuses = models.LiveExecutionStatuses()
+	}
+	q := s.query(ctx).Where("status IN ?", statuses)
+	if liveOnly(statuses) {
+		// The index predicate, spelled as constants so that both planners can
+		// prove the partial index applies; bound values would hide it.
+		q = q.Where("status IN ('PENDING', 'RUNNING')")
+	}
+	var out []models.WorkflowExecution
+	err := q.Where("last_heartbeat < ?", s.dialect.before(threshold)).
+		Order("last_heartbeat, execution_id").Find(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("listing executions stale for %s: %w", threshold, err)
+	}
+	return out, nil
+}
+
+// ListExecutionsByStatus implements ExecutionRepository.
+func (s *Storage) ListExecutionsByStatus(ctx context.Context, statuses []models.ExecutionStatus, nodeID *string) ([]models.WorkflowExecution, error) {
+	if err := checkExecutionStatuses(statuses); err != nil {
+		return nil, err
+	}
+	q := s.query(ctx)
+	if len(statuses) > 0 {
+		q = q.Where("status IN ?", statuses)
+	}
+	if nodeID != nil {
+		if err := checkID("node id", *nodeID); err != nil {
+			return nil, err
+		}
+		q = q.Where("node_id = ?", *nodeID)
+	}
+	var out []models.WorkflowExecution
+	if err := q.Order("created_at, execution_id").Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("listing executions by status: %w", err)
+	}
+	return out, nil
+}
+
+// ListExecutions implements ExecutionRepository.
+func (s *Storage) ListExecutions(ctx context.Context, f ExecutionFilter) ([]models.WorkflowExecution, error) {
+	if err := checkExecutionStatuses(f.Statuses); err != nil {
+		return nil, err
+	}
+	if err := checkLabels(f.Labels); err != nil {
+		return nil, err
+	}
+	for what, v := range map[string]string{"node id": f.NodeID, "definition id": f.DefinitionID, "cursor": f.After} {
+		if err := checkText(what, v); err != nil {
+			return nil, err
+		}
+	}
+	limit := f.Limit
+	switch {
+	case limit == 0:
+		limit = ListLimitDefault
+	case limit < 0 || limit > ListLimitMax:
+		return nil, fmt.Errorf("limit %d (want 0 to %d): %w", limit, ListLimitMax, ErrInvalidArgument)
+	}
+
+	q := s.query(ctx)
+	if len(f.Statuses) > 0 {
+		q = q.Where("status IN ?", f.Statuses)
+	}
+	if f.NodeID != "" {
+		q = q.Where("node_id = ?", f.NodeID)
+	}
+	if f.DefinitionID != "" {
+		q = q.Where("definition_id = ?", f.DefinitionID)
+	}
+	for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
+		q = q.Where(`EXISTS (SELECT 1 FROM workflow_execution_labels l `+
+			`WHERE l.execution_id = workflow_executions.execution_id AND l.label_key = ? AND l.label_value = ?)`, k, f.Labels[k])
+	}
+	if f.After != "" {
+		q = q.Where("execution_id > ?", f.After)
+	}
+	var out []models.WorkflowExecution
+	if err := q.Order("execution_id").Limit(limit).Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("listing executions: %w", err)
+	}
+	if err := s.fillLabels(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

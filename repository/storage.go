@@ -1,0 +1,123 @@
+// Package repository stores workflow definitions, executions, steps and signals
+// in SQLite or PostgreSQL through GORM.
+//
+// [WorkflowStorage] is what the engine, the recovery service and users' fakes
+// see; [Storage] is its one implementation. Open one with [Open], [NewSQLite],
+// [NewPostgres] or [NewInMemory], or wrap an app's own *gorm.DB with [New] so
+// that app writes and workflow writes commit together in [Storage.Transaction].
+//
+// Every operation is one statement or one transaction. Version-checked updates
+// go through the optimisticlock plugin and fail with [ErrConcurrentUpdate];
+// an unknown id is [ErrNotFound]; bad input is [ErrInvalidArgument] before any
+// SQL runs. Whatever differs between the two databases lives in dialect_*.go.
+package repository
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/plexspaces/workflow/migrations"
+	"github.com/plexspaces/workflow/plugins/optimisticlock"
+)
+
+// Storage implements WorkflowStorage on a *gorm.DB. It is safe for concurrent
+// use.
+type Storage struct {
+	db      *gorm.DB
+	dialect dialect
+	// closers release what the repository opened itself, newest first; a
+	// Storage made by New or Transaction owns nothing.
+	closers []func() error
+}
+
+// New wraps db, which must be a PostgreSQL or SQLite *gorm.DB, registers the
+// optimisticlock plugin on it (it then guards every model with an integer
+// Version field) and applies the migrations unless WithoutMigrations is given.
+// The Storage works on a session of db: writes outside Transaction use no
+// implicit transaction, and times are UTC microseconds.
+func New(ctx context.Context, db *gorm.DB, opts ...Option) (*Storage, error) {
+	if db == nil {
+		return nil, fmt.Errorf("nil *gorm.DB: %w", ErrInvalidArgument)
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return newStorage(ctx, db, cfg)
+}
+
+func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) {
+	var d dialect
+	switch name := db.Dialector.Name(); name {
+	case "postgres":
+		d = postgresDialect{}
+	case "sqlite":
+		d = sqliteDialect{clock: utcNow}
+	default:
+		return nil, fmt.Errorf("unsupported GORM dialect %q (want postgres or sqlite): %w", name, ErrInvalidArgument)
+	}
+	if _, registered := db.Config.Plugins[optimisticlock.Name]; !registered {
+		if err := db.Use(optimisticlock.New()); err != nil {
+			return nil, fmt.Errorf("registering optimisticlock: %w", err)
+		}
+	}
+	session := db.Session(&gorm.Session{NowFunc: utcNow, SkipDefaultTransaction: true})
+	if cfg.logger != nil {
+		session.Logger = logger.NewSlogLogger(cfg.logger, logger.Config{
+			SlowThreshold:             200 * time.Millisecond,
+			LogLevel:                  logger.Warn,
+			IgnoreRecordNotFoundError: true,
+		})
+	}
+	if cfg.migrate {
+		if err := migrations.Migrate(ctx, session); err != nil {
+			return nil, err
+		}
+	}
+	return &Storage{db: session, dialect: d}, nil
+}
+
+// DB returns the storage's *gorm.DB, for queries of the app's own; inside
+// Transaction it is the transaction.
+func (s *Storage) DB() *gorm.DB { return s.db }
+
+// Dialect returns "sqlite" or "postgres".
+func (s *Storage) Dialect() string { return s.dialect.name() }
+
+// Transaction runs fn in one database transaction: everything fn writes through
+// tx, workflow rows and the app's own through tx.DB(), commits together or not
+// at all. fn must use only tx, not s.
+func (s *Storage) Transaction(ctx context.Context, fn func(tx *Storage) error) error {
+	return s.db.WithContext(ctx).Transaction(func(gtx *gorm.DB) error {
+		return fn(&Storage{db: gtx, dialect: s.dialect})
+	})
+}
+
+// Close releases the connections the storage opened. A storage made by New
+// leaves the app's *gorm.DB open.
+func (s *Storage) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+// query starts a statement; every method begins here so ctx reaches the driver.
+func (s *Storage) query(ctx context.Context) *gorm.DB { return s.db.WithContext(ctx) }
+
+// sqlDB returns the pool under db, for settings and Close.
+func sqlDB(db *gorm.DB) (*sql.DB, error) {
+	pool, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("getting connection pool: %w", err)
+	}
+	return pool, nil
+}

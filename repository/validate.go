@@ -1,0 +1,109 @@
+package repository
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/plexspaces/workflow/models"
+)
+
+// MaxIDLength bounds every id and name the repository stores.
+const MaxIDLength = 255
+
+// checkText rejects what no dialect can store verbatim: invalid UTF-8 and NUL
+// (PostgreSQL's text type refuses both).
+func checkText(what, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s is not valid UTF-8: %w", what, ErrInvalidArgument)
+	}
+	if strings.ContainsRune(s, 0) {
+		return fmt.Errorf("%s contains a NUL byte: %w", what, ErrInvalidArgument)
+	}
+	return nil
+}
+
+// checkID rejects an empty, blank or overlong id.
+func checkID(what, id string) error {
+	if strings.TrimSpace(id) == "" {
+		return fmt.Errorf("%s is empty: %w", what, ErrInvalidArgument)
+	}
+	if len(id) > MaxIDLength {
+		return fmt.Errorf("%s is longer than %d bytes: %w", what, MaxIDLength, ErrInvalidArgument)
+	}
+	return checkText(what, id)
+}
+
+func checkExecutionStatus(st models.ExecutionStatus) error {
+	if !st.Valid() {
+		return fmt.Errorf("execution status %q: %w", st, ErrInvalidArgument)
+	}
+	return nil
+}
+
+func checkExecutionStatuses(statuses []models.ExecutionStatus) error {
+	for _, st := range statuses {
+		if err := checkExecutionStatus(st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkExpectedVersion(v int64) error {
+	if v < 1 {
+		return fmt.Errorf("expected version %d (versions start at 1): %w", v, ErrInvalidArgument)
+	}
+	return nil
+}
+
+func checkThreshold(d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("negative stale threshold %s: %w", d, ErrInvalidArgument)
+	}
+	return nil
+}
+
+func checkLabels(labels map[string]string) error {
+	for k, v := range labels {
+		if err := checkID("label key", k); err != nil {
+			return err
+		}
+		if err := checkText(fmt.Sprintf("label %q value", k), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// encodeJSON turns a caller's value into a stored document. Encoded JSON
+// ([]byte, json.RawMessage, models.JSON) is stored as is once checked valid;
+// anything else goes through encoding/json; nil is NULL.
+func encodeJSON(what string, v any) (models.JSON, error) {
+	var raw []byte
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case models.JSON:
+		raw = x
+	case json.RawMessage:
+		raw = x
+	case []byte:
+		raw = x
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s: %w: %w", what, ErrInvalidArgument, err)
+		}
+		return b, nil
+	}
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	if !json.Valid(raw) {
+		return nil, fmt.Errorf("%s is not valid JSON: %w", what, ErrInvalidArgument)
+	}
+	return models.JSON(raw), nil
+}

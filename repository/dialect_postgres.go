@@ -1,12 +1,15 @@
 package repository
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
@@ -60,6 +63,17 @@ func (postgresDialect) isContention(err error) bool {
 		return true
 	}
 	return false
+}
+
+// scanTimesInUTC makes a connection return TIMESTAMPTZ values in UTC, as
+// SQLite does, instead of in the process's local zone.
+func scanTimesInUTC(_ context.Context, conn *pgx.Conn) error {
+	conn.TypeMap().RegisterType(&pgtype.Type{
+		Name:  "timestamptz",
+		OID:   pgtype.TimestamptzOID,
+		Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC},
+	})
+	return nil
 }
 
 // checkPostgresDSN validates a URL-form DSN without ever echoing it: a DSN

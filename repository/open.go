@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/glebarez/sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -104,14 +106,16 @@ func NewPostgres(ctx context.Context, dsn string, opts ...Option) (*Storage, err
 	if err != nil {
 		return nil, err
 	}
-	db, err := gorm.Open(postgres.Open(dsn), gormConfig())
+	connConfig, err := pgx.ParseConfig(dsn)
 	if err != nil {
+		return nil, fmt.Errorf("invalid PostgreSQL DSN (%s): %w", acceptedForms, ErrInvalidArgument)
+	}
+	pool := stdlib.OpenDB(*connConfig, stdlib.OptionAfterConnect(scanTimesInUTC))
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: pool}), gormConfig())
+	if err != nil {
+		_ = pool.Close()
 		// pgx's connect errors name host and user, never the password.
 		return nil, fmt.Errorf("connecting to PostgreSQL: %w", err)
-	}
-	pool, err := sqlDB(db)
-	if err != nil {
-		return nil, err
 	}
 	pool.SetMaxOpenConns(cfg.maxOpenConns)
 	pool.SetMaxIdleConns(cfg.maxOpenConns)

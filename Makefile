@@ -1,0 +1,23 @@
+# Set WORKFLOW_TEST_POSTGRES_DSN to run the PostgreSQL half of the suites, e.g.
+#   make test WORKFLOW_TEST_POSTGRES_DSN=postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+# Without it the PostgreSQL tests are skipped (WORKFLOW_REQUIRE_POSTGRES=1 fails them instead).
+export WORKFLOW_TEST_POSTGRES_DSN
+export WORKFLOW_REQUIRE_POSTGRES
+
+GO ?= go
+BENCH ?= .
+
+.PHONY: test vet bench demo
+
+test: vet
+	$(GO) test -race -count=1 ./...
+
+vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 ./repository/
+
+demo:
+	@echo "The order-processing demo is coming in the next issue (durable execution)."

@@ -84,10 +84,13 @@ func TestList_Empty(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		ctx := t.Context()
 		for name, list := range map[string]func() (int, error){
-			"by status": func() (int, error) { r, err := s.ListExecutionsByStatus(ctx, models.LiveExecutionStatuses(), nil); return len(r), err },
-			"stale":     func() (int, error) { r, err := s.ListStaleExecutions(ctx, 0, nil); return len(r), err },
-			"filter":    func() (int, error) { r, err := s.ListExecutions(ctx, repository.ExecutionFilter{}); return len(r), err },
-			"history":   func() (int, error) { r, err := s.GetStepExecutionHistory(ctx, "none"); return len(r), err },
+			"by status": func() (int, error) {
+				r, err := s.ListExecutionsByStatus(ctx, models.LiveExecutionStatuses(), nil)
+				return len(r), err
+			},
+			"stale":   func() (int, error) { r, err := s.ListStaleExecutions(ctx, 0, nil); return len(r), err },
+			"filter":  func() (int, error) { r, err := s.ListExecutions(ctx, repository.ExecutionFilter{}); return len(r), err },
+			"history": func() (int, error) { r, err := s.GetStepExecutionHistory(ctx, "none"); return len(r), err },
 		} {
 			n, err := list()
 			require.NoError(t, err, name)

@@ -180,6 +180,13 @@ func (p *plugin) beforeUpdate(db *gorm.DB) {
 	if db.Error != nil || len(set) == 0 {
 		return
 	}
+	if stmt.ReflectValue.Kind() == reflect.Struct {
+		// ConvertToAssignments copies a "version" the caller passed into the
+		// model; the model keeps the version it was read at until the write lands.
+		if original, _ := field.ValueOf(stmt.Context, stmt.ReflectValue); original != version && check {
+			db.AddError(field.Set(stmt.Context, stmt.ReflectValue, version))
+		}
+	}
 	kept := set[:0]
 	for _, a := range set {
 		if a.Column.Name != field.DBName {

@@ -257,8 +257,8 @@ func (s *Storage) missingOrNotOwner(ctx context.Context, executionID string) err
 	return ErrConcurrentUpdate
 }
 
-// liveOnly reports whether every status is PENDING or RUNNING, the statuses the
-// partial index idx_workflow_executions_stale covers.
+// liveOnly reports whether every status is PENDING or RUNNING: the rows whose
+// live_heartbeat is set and that idx_workflow_executions_stale covers.
 func liveOnly(statuses []models.ExecutionStatus) bool {
 	for _, st := range statuses {
 		if st != models.ExecutionPending && st != models.ExecutionRunning {
@@ -279,15 +279,16 @@ func (s *Storage) ListStaleExecutions(ctx context.Context, threshold time.Durati
 	if len(statuses) == 0 {
 		statuses = models.LiveExecutionStatuses()
 	}
-	q := s.query(ctx).Where("status IN ?", statuses)
+	// live_heartbeat is last_heartbeat for live rows and NULL for the others;
+	// comparing it lets both planners use the partial index (see migrations).
+	heartbeat := "last_heartbeat"
 	if liveOnly(statuses) {
-		// The index predicate, spelled as constants so that both planners can
-		// prove the partial index applies; bound values would hide it.
-		q = q.Where("status IN ('PENDING', 'RUNNING')")
+		heartbeat = "live_heartbeat"
 	}
 	var out []models.WorkflowExecution
-	err := q.Where("last_heartbeat < ?", s.dialect.before(threshold)).
-		Order("last_heartbeat, execution_id").Find(&out).Error
+	err := s.query(ctx).Where("status IN ?", statuses).
+		Where(heartbeat+" < ?", s.dialect.before(threshold)).
+		Order(heartbeat + ", execution_id").Find(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("listing executions stale for %s: %w", threshold, err)
 	}

@@ -67,7 +67,9 @@ func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) 
 			return nil, fmt.Errorf("registering optimisticlock: %w", err)
 		}
 	}
-	session := db.Session(&gorm.Session{NowFunc: utcNow, SkipDefaultTransaction: true})
+	// QueryFields names the model's columns instead of "*", so reads skip
+	// live_heartbeat, which only the stale index needs.
+	session := db.Session(&gorm.Session{NowFunc: utcNow, SkipDefaultTransaction: true, QueryFields: true})
 	if cfg.logger != nil {
 		session.Logger = logger.NewSlogLogger(cfg.logger, logger.Config{
 			SlowThreshold:             200 * time.Millisecond,

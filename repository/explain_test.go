@@ -1,0 +1,109 @@
+package repository_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+
+	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/repository"
+)
+
+// captureQueries records the SQL and arguments of every query s runs.
+type captured struct {
+	mu   sync.Mutex
+	sql  []string
+	vars [][]any
+}
+
+func captureQueries(t *testing.T, s *repository.Storage) *captured {
+	t.Helper()
+	c := &captured{}
+	name := "test:capture:" + t.Name()
+	require.NoError(t, s.DB().Callback().Query().After("gorm:query").Register(name, func(db *gorm.DB) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.sql = append(c.sql, db.Statement.SQL.String())
+		c.vars = append(c.vars, append([]any(nil), db.Statement.Vars...))
+	}))
+	t.Cleanup(func() { _ = s.DB().Callback().Query().Remove(name) })
+	return c
+}
+
+// explain returns the query plan of a captured statement as text.
+func explain(t *testing.T, s *repository.Storage, query string, vars []any) string {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := s.DB().DB()
+	require.NoError(t, err)
+	tx, err := pool.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback() }()
+	prefix := "EXPLAIN QUERY PLAN "
+	if s.Dialect() == "postgres" {
+		// A test table is small enough that a sequential scan is cheapest;
+		// forbidding it shows which index the planner can use.
+		_, err = tx.ExecContext(ctx, "SET LOCAL enable_seqscan = off")
+		require.NoError(t, err)
+		prefix = "EXPLAIN "
+	}
+	args := make([]any, len(vars))
+	for i, v := range vars {
+		if st, ok := v.(models.ExecutionStatus); ok {
+			v = string(st)
+		}
+		args[i] = v
+	}
+	rows, err := tx.QueryContext(ctx, prefix+query, args...)
+	require.NoError(t, err)
+	defer rows.Close()
+	cols, err := rows.Columns()
+	require.NoError(t, err)
+	var plan strings.Builder
+	for rows.Next() {
+		cells := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range cells {
+			ptrs[i] = &cells[i]
+		}
+		require.NoError(t, rows.Scan(ptrs...))
+		fmt.Fprintln(&plan, cells[len(cells)-1])
+	}
+	require.NoError(t, rows.Err())
+	return plan.String()
+}
+
+func TestExplain_StaleQueryUsesPartialIndex(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		ctx := t.Context()
+		require.NoError(t, s.Transaction(ctx, func(tx *repository.Storage) error {
+			for i := range 300 {
+				e, err := tx.CreateExecution(ctx, repository.NewExecution{DefinitionID: "order", DefinitionVersion: "v1"})
+				if err != nil {
+					return err
+				}
+				if i%10 != 0 {
+					if err := tx.UpdateExecutionStatus(ctx, e.ExecutionID, models.ExecutionCompleted); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}))
+		require.NoError(t, s.DB().Exec("ANALYZE").Error)
+
+		c := captureQueries(t, s)
+		_, err := s.ListStaleExecutions(ctx, 5*time.Minute, nil)
+		require.NoError(t, err)
+		require.Len(t, c.sql, 1)
+		plan := explain(t, s, c.sql[0], c.vars[0])
+		t.Logf("%s plan of %s:\n%s", s.Dialect(), c.sql[0], plan)
+		require.Contains(t, plan, "idx_workflow_executions_stale")
+	})
+}

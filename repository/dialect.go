@@ -24,9 +24,6 @@ type dialect interface {
 	claimLock() string
 	isUniqueViolation(err error) bool
 	isForeignKeyViolation(err error) bool
-	// isContention reports an error that says only "try again": busy, locked,
-	// serialization failure, deadlock.
-	isContention(err error) bool
 }
 
 // utcNow is the clock of every time the repository writes from Go: UTC,

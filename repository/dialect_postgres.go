@@ -34,11 +34,8 @@ func (postgresDialect) claimLock() string { return " FOR UPDATE SKIP LOCKED" }
 
 // SQLSTATE codes, https://www.postgresql.org/docs/current/errcodes-appendix.html.
 const (
-	pgUniqueViolation      = "23505"
-	pgForeignKeyViolation  = "23503"
-	pgSerializationFailure = "40001"
-	pgDeadlockDetected     = "40P01"
-	pgLockNotAvailable     = "55P03"
+	pgUniqueViolation     = "23505"
+	pgForeignKeyViolation = "23503"
 )
 
 func pgCode(err error) string {
@@ -55,14 +52,6 @@ func (postgresDialect) isUniqueViolation(err error) bool {
 
 func (postgresDialect) isForeignKeyViolation(err error) bool {
 	return pgCode(err) == pgForeignKeyViolation || errors.Is(err, gorm.ErrForeignKeyViolated)
-}
-
-func (postgresDialect) isContention(err error) bool {
-	switch pgCode(err) {
-	case pgSerializationFailure, pgDeadlockDetected, pgLockNotAvailable:
-		return true
-	}
-	return false
 }
 
 // scanTimesInUTC makes a connection return TIMESTAMPTZ values in UTC, as

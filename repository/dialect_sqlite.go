@@ -32,11 +32,8 @@ func (d sqliteDialect) before(age time.Duration) clause.Expr {
 
 func (sqliteDialect) claimLock() string { return "" }
 
-// Result codes, https://sqlite.org/rescode.html; the low byte of an extended
-// code is its primary code.
+// Extended result codes, https://sqlite.org/rescode.html.
 const (
-	sqliteBusy             = 5
-	sqliteLocked           = 6
 	sqliteConstraintFK     = 787
 	sqliteConstraintPK     = 1555
 	sqliteConstraintUnique = 2067
@@ -61,11 +58,6 @@ func (sqliteDialect) isUniqueViolation(err error) bool {
 
 func (sqliteDialect) isForeignKeyViolation(err error) bool {
 	return sqliteCode(err) == sqliteConstraintFK || errors.Is(err, gorm.ErrForeignKeyViolated)
-}
-
-func (sqliteDialect) isContention(err error) bool {
-	code := sqliteCode(err) & 0xff
-	return code == sqliteBusy || code == sqliteLocked
 }
 
 // sqlitePragmas make a file database take concurrent writers from many

@@ -22,6 +22,9 @@ type dialect interface {
 	// so that concurrent claimers take different rows; "" where writes are
 	// serialized anyway.
 	claimLock() string
+	// lazyCommit is a statement that makes the current transaction's commit
+	// skip waiting for durable storage, or "" where there is none.
+	lazyCommit() string
 	isUniqueViolation(err error) bool
 	isForeignKeyViolation(err error) bool
 }

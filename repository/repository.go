@@ -124,6 +124,7 @@ type WorkflowStorage interface {
 	ExecutionRepository
 	StepRepository
 	SignalRepository
+	OwnerRepository
 }
 
 var _ WorkflowStorage = (*Storage)(nil)

@@ -1,0 +1,291 @@
+package repository
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/plexspaces/workflow/models"
+)
+
+// This file holds the writes a running node makes: a heartbeat for all it
+// owns, claims of work nobody runs, and checkpoints that commit only while the
+// node still owns a live execution (fencing).
+
+// ClaimParams is the input of ClaimExecutions.
+type ClaimParams struct {
+	// NodeID becomes the owner of the claimed executions.
+	NodeID string
+	// StaleThreshold: a live execution whose heartbeat is older than this, by the
+	// database's clock, is claimable.
+	StaleThreshold time.Duration
+	// Limit bounds one claim (a sweep claims in batches).
+	Limit int
+}
+
+// StartStepParams is the input of StartStep.
+type StartStepParams struct {
+	ExecutionID, StepID, NodeID string
+	Attempt                     int
+	Input                       any
+}
+
+// FinishStepParams is the input of FinishStep.
+type FinishStepParams struct {
+	ExecutionID, StepExecutionID, NodeID string
+	Status                               models.StepStatus
+	Output                               any
+	Error                                string
+}
+
+// FinishExecutionParams is the input of FinishExecution.
+type FinishExecutionParams struct {
+	ExecutionID, NodeID string
+	// Status must be terminal.
+	Status models.ExecutionStatus
+	Output any
+	Error  string
+}
+
+// ReceiveSignalParams is the input of ReceiveSignal.
+type ReceiveSignalParams struct {
+	ExecutionID, NodeID, SignalName string
+	// StepID is the journal entry the signal is recorded as.
+	StepID string
+}
+
+// OwnerRepository is what a node running executions needs: every write is
+// conditional on the node owning a live execution, so a node that was presumed
+// dead cannot overwrite its successor's progress. A write that finds the node
+// no longer the owner, or the execution no longer live, changes nothing and
+// returns ErrConcurrentUpdate.
+type OwnerRepository interface {
+	// HeartbeatNode refreshes the heartbeat of every live execution nodeID owns,
+	// in one statement, and returns their ids.
+	HeartbeatNode(ctx context.Context, nodeID string) ([]string, error)
+	// ClaimExecutions makes p.NodeID the owner of up to p.Limit live executions
+	// that are unowned or stale, oldest heartbeat first, each with a version bump
+	// in one compare-and-set statement, and returns them as claimed.
+	// Concurrent claimers never claim the same execution.
+	ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.WorkflowExecution, error)
+	// StartStep records that an attempt of a step started and makes it the
+	// execution's current step.
+	StartStep(ctx context.Context, p StartStepParams) (*models.StepExecution, error)
+	// FinishStep records how an attempt ended.
+	FinishStep(ctx context.Context, p FinishStepParams) error
+	// ReceiveSignal consumes the oldest signal named p.SignalName and records it
+	// as the COMPLETED step p.StepID whose output is the payload, atomically:
+	// a signal is never consumed without being journaled, nor journaled twice.
+	ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*models.StepExecution, bool, error)
+	// FinishExecution moves the execution to a terminal status with its output
+	// or error.
+	FinishExecution(ctx context.Context, p FinishExecutionParams) error
+}
+
+// ownedLive is the fencing condition of every OwnerRepository write, as a
+// subquery-free predicate on workflow_executions.
+const ownedLive = "execution_id = ? AND node_id = ? AND status IN ('PENDING', 'RUNNING')"
+
+// HeartbeatNode implements OwnerRepository.
+func (s *Storage) HeartbeatNode(ctx context.Context, nodeID string) ([]string, error) {
+	if err := checkID("node id", nodeID); err != nil {
+		return nil, err
+	}
+	var ids []string
+	err := s.query(ctx).Raw(`UPDATE workflow_executions SET last_heartbeat = ? `+
+		`WHERE node_id = ? AND status IN ('PENDING', 'RUNNING') RETURNING execution_id`,
+		s.dialect.now(), nodeID).Scan(&ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat of node %s: %w", nodeID, err)
+	}
+	return ids, nil
+}
+
+// ClaimExecutions implements OwnerRepository.
+func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.WorkflowExecution, error) {
+	if err := checkID("node id", p.NodeID); err != nil {
+		return nil, err
+	}
+	if err := checkThreshold(p.StaleThreshold); err != nil {
+		return nil, err
+	}
+	if p.Limit < 1 || p.Limit > ListLimitMax {
+		return nil, fmt.Errorf("claim limit %d (want 1 to %d): %w", p.Limit, ListLimitMax, ErrInvalidArgument)
+	}
+	now := s.dialect.now()
+	// The inner SELECT picks the rows (the dialect's claim lock makes concurrent
+	// claimers skip each other's); the outer UPDATE re-checks the condition, so
+	// a row that changed in between is not taken.
+	claimable := `status IN ('PENDING', 'RUNNING') AND (node_id IS NULL OR live_heartbeat < ?)`
+	var claimed []models.WorkflowExecution
+	err := s.query(ctx).Raw(`UPDATE workflow_executions SET node_id = ?, version = version + 1, last_heartbeat = ?, updated_at = ? `+
+		`WHERE execution_id IN (SELECT execution_id FROM workflow_executions WHERE `+claimable+
+		` ORDER BY live_heartbeat, execution_id LIMIT ?`+s.dialect.claimLock()+`) AND `+claimable+` RETURNING *`,
+		p.NodeID, now, now, s.dialect.before(p.StaleThreshold), p.Limit, s.dialect.before(p.StaleThreshold)).
+		Scan(&claimed).Error
+	if err != nil {
+		return nil, fmt.Errorf("claiming executions for %s: %w", p.NodeID, err)
+	}
+	return claimed, nil
+}
+
+// StartStep implements OwnerRepository. On PostgreSQL its commit is
+// asynchronous: a database crash can lose the marker, which costs an attempt
+// number, never a result; the step's completion is the durable commit.
+func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.StepExecution, error) {
+	if err := checkID("execution id", p.ExecutionID); err != nil {
+		return nil, err
+	}
+	if err := checkID("step id", p.StepID); err != nil {
+		return nil, err
+	}
+	if err := checkID("node id", p.NodeID); err != nil {
+		return nil, err
+	}
+	if p.Attempt < 1 {
+		return nil, fmt.Errorf("step attempt %d (attempts start at 1): %w", p.Attempt, ErrInvalidArgument)
+	}
+	in, err := encodeJSON("step input", p.Input)
+	if err != nil {
+		return nil, err
+	}
+	var step models.StepExecution
+	err = s.query(ctx).Transaction(func(tx *gorm.DB) error {
+		if lazy := s.dialect.lazyCommit(); lazy != "" {
+			if err := tx.Exec(lazy).Error; err != nil {
+				return err
+			}
+		}
+		res := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).
+			UpdateColumn("current_step_id", p.StepID)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrConcurrentUpdate
+		}
+		return tx.Raw(InsertStepSQL, newID(), p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, s.dialect.now()).
+			Scan(&step).Error
+	})
+	switch {
+	case s.dialect.isUniqueViolation(err):
+		return nil, fmt.Errorf("starting step %s attempt %d of execution %s: %w", p.StepID, p.Attempt, p.ExecutionID, ErrAlreadyExists)
+	case err != nil:
+		return nil, fmt.Errorf("starting step %s of execution %s on %s: %w", p.StepID, p.ExecutionID, p.NodeID, err)
+	}
+	return &step, nil
+}
+
+// FinishStep implements OwnerRepository.
+func (s *Storage) FinishStep(ctx context.Context, p FinishStepParams) error {
+	if err := checkID("step execution id", p.StepExecutionID); err != nil {
+		return err
+	}
+	if err := checkID("node id", p.NodeID); err != nil {
+		return err
+	}
+	if !p.Status.Valid() {
+		return fmt.Errorf("step status %q: %w", p.Status, ErrInvalidArgument)
+	}
+	if err := checkText("step error", p.Error); err != nil {
+		return err
+	}
+	out, err := encodeJSON("step output", p.Output)
+	if err != nil {
+		return err
+	}
+	res := s.query(ctx).Model(&models.StepExecution{StepExecutionID: p.StepExecutionID}).
+		Where("execution_id = ?", p.ExecutionID).
+		Where("EXISTS (SELECT 1 FROM workflow_executions WHERE "+ownedLive+")", p.ExecutionID, p.NodeID).
+		Updates(map[string]any{"status": p.Status, "output": out, "error": nullable(p.Error), "completed_at": s.dialect.now()})
+	switch {
+	case res.Error != nil:
+		return fmt.Errorf("finishing step execution %s: %w", p.StepExecutionID, res.Error)
+	case res.RowsAffected == 0:
+		return fmt.Errorf("finishing step execution %s on %s: %w", p.StepExecutionID, p.NodeID, ErrConcurrentUpdate)
+	}
+	return nil
+}
+
+// ReceiveSignal implements OwnerRepository.
+func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*models.StepExecution, bool, error) {
+	if err := checkSignal(p.ExecutionID, p.SignalName); err != nil {
+		return nil, false, err
+	}
+	if err := checkID("node id", p.NodeID); err != nil {
+		return nil, false, err
+	}
+	if err := checkID("step id", p.StepID); err != nil {
+		return nil, false, err
+	}
+	var step models.StepExecution
+	received := false
+	err := s.query(ctx).Transaction(func(tx *gorm.DB) error {
+		var owned int64
+		if err := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).Count(&owned).Error; err != nil {
+			return err
+		}
+		if owned == 0 {
+			return ErrConcurrentUpdate
+		}
+		var sigs []models.Signal
+		if err := tx.Raw(fmt.Sprintf(consumeSignalSQL, s.dialect.claimLock()), p.ExecutionID, p.SignalName).Scan(&sigs).Error; err != nil {
+			return err
+		}
+		if len(sigs) == 0 {
+			return nil
+		}
+		received = true
+		now := s.dialect.now()
+		return tx.Raw(`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, output, attempt, started_at, completed_at) `+
+			`VALUES (?, ?, ?, ?, ?, 1, ?, ?) RETURNING *`,
+			newID(), p.ExecutionID, p.StepID, models.StepCompleted, sigs[0].Payload, now, now).Scan(&step).Error
+	})
+	if s.dialect.isUniqueViolation(err) {
+		err = ErrAlreadyExists
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("receiving signal %s for execution %s on %s: %w", p.SignalName, p.ExecutionID, p.NodeID, err)
+	}
+	if !received {
+		return nil, false, nil
+	}
+	return &step, true, nil
+}
+
+// FinishExecution implements OwnerRepository.
+func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) error {
+	if err := checkID("execution id", p.ExecutionID); err != nil {
+		return err
+	}
+	if err := checkID("node id", p.NodeID); err != nil {
+		return err
+	}
+	if !p.Status.Terminal() {
+		return fmt.Errorf("finishing with non-terminal status %q: %w", p.Status, ErrInvalidArgument)
+	}
+	if err := checkText("execution error", p.Error); err != nil {
+		return err
+	}
+	out, err := encodeJSON("execution output", p.Output)
+	if err != nil {
+		return err
+	}
+	now := s.dialect.now()
+	// UpdateColumns skips the plugin; the version is bumped here by hand so
+	// readers holding the old version notice.
+	res := s.query(ctx).Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).
+		UpdateColumns(map[string]any{
+			"status": p.Status, "output": out, "error": nullable(p.Error),
+			"completed_at": now, "updated_at": now, "version": gorm.Expr("version + 1"),
+		})
+	switch {
+	case res.Error != nil:
+		return fmt.Errorf("finishing execution %s as %s: %w", p.ExecutionID, p.Status, res.Error)
+	case res.RowsAffected == 0:
+		return fmt.Errorf("finishing execution %s on %s: %w", p.ExecutionID, p.NodeID, ErrConcurrentUpdate)
+	}
+	return nil
+}

@@ -1,0 +1,66 @@
+package recovery
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/plexspaces/workflow/models"
+)
+
+// Defaults of a Service; Run uses them unless an option or RecoverOnStartup's
+// arguments say otherwise. A node is presumed dead after StaleThresholdDefault
+// without a heartbeat: five missed beats, so one slow beat is not a death.
+const (
+	HeartbeatIntervalDefault = 2 * time.Second
+	StaleThresholdDefault    = 10 * time.Second
+	SweepIntervalDefault     = 2 * time.Second
+	BatchSizeDefault         = 32
+)
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithResumer sets who continues the executions the service recovers or
+// claims. Without one, they are only taken over.
+func WithResumer(r Resumer) Option { return func(s *Service) { s.resumer = r } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.logger = l } }
+
+// WithStatuses sets the statuses RecoverOnStartup considers (default PENDING
+// and RUNNING).
+func WithStatuses(statuses ...models.ExecutionStatus) Option {
+	return func(s *Service) { s.statuses = statuses }
+}
+
+// WithHeartbeatInterval sets how often Run beats for the node's executions
+// (default HeartbeatIntervalDefault).
+func WithHeartbeatInterval(d time.Duration) Option { return func(s *Service) { s.heartbeatInterval = d } }
+
+// WithStaleThreshold sets how long without a heartbeat makes an execution
+// claimable (default StaleThresholdDefault). Keep it several heartbeat
+// intervals long.
+func WithStaleThreshold(d time.Duration) Option { return func(s *Service) { s.staleThreshold = d } }
+
+// WithSweepInterval sets how often Run looks for work to claim (default
+// SweepIntervalDefault).
+func WithSweepInterval(d time.Duration) Option { return func(s *Service) { s.sweepInterval = d } }
+
+// WithBatchSize bounds how many executions one sweep claims (default
+// BatchSizeDefault).
+func WithBatchSize(n int) Option { return func(s *Service) { s.batchSize = n } }
+
+// WithCapacity tells a sweep how many more executions the node can take; a
+// sweep claims no more than that. Default: unbounded.
+func WithCapacity(free func() int) Option { return func(s *Service) { s.capacity = free } }
+
+// WithHeartbeatHook is called after every heartbeat with the ids of the live
+// executions the node still owns, so a caller can stop work it lost.
+func WithHeartbeatHook(hook func(ctx context.Context, owned []string)) Option {
+	return func(s *Service) { s.onHeartbeat = hook }
+}
+
+// WithSweepTrigger lets a caller ask for a sweep now, by sending on the
+// channel, instead of at the next tick.
+func WithSweepTrigger(now <-chan struct{}) Option { return func(s *Service) { s.sweepNow = now } }

@@ -36,7 +36,9 @@ func WithStatuses(statuses ...models.ExecutionStatus) Option {
 
 // WithHeartbeatInterval sets how often Run beats for the node's executions
 // (default HeartbeatIntervalDefault).
-func WithHeartbeatInterval(d time.Duration) Option { return func(s *Service) { s.heartbeatInterval = d } }
+func WithHeartbeatInterval(d time.Duration) Option {
+	return func(s *Service) { s.heartbeatInterval = d }
+}
 
 // WithStaleThreshold sets how long without a heartbeat makes an execution
 // claimable (default StaleThresholdDefault). Keep it several heartbeat

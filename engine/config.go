@@ -1,0 +1,99 @@
+package engine
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// Defaults of Config's zero fields. A dead node's work is resumed elsewhere
+// after about StaleThresholdDefault + PollIntervalDefault.
+const (
+	HeartbeatIntervalDefault = 2 * time.Second
+	StaleThresholdDefault    = 10 * time.Second
+	PollIntervalDefault      = time.Second
+	MaxConcurrentDefault     = 64
+	// MaxStepCrashesDefault is how many attempts of one step may die with their
+	// node (leave no outcome) before the workflow is failed instead of resumed
+	// again.
+	MaxStepCrashesDefault = 5
+)
+
+// ErrInvalidConfig is returned by Run for a Config that cannot work.
+var ErrInvalidConfig = errors.New("engine: invalid configuration")
+
+// Config configures an Engine. The zero value works: every zero field takes
+// its default.
+type Config struct {
+	// NodeID names this engine among those sharing the database; it must be
+	// unique among live engines. Default: host name, process id and a random
+	// suffix.
+	NodeID string
+	// HeartbeatInterval is how often the engine proves it is alive for the
+	// executions it owns (default HeartbeatIntervalDefault).
+	HeartbeatInterval time.Duration
+	// StaleThreshold is how long without a heartbeat makes an execution
+	// claimable by another engine (default StaleThresholdDefault). It must exceed
+	// HeartbeatInterval; several times it is safest.
+	StaleThreshold time.Duration
+	// PollInterval is how often the engine looks for work nobody runs, checks
+	// for signals and watches awaited executions (default PollIntervalDefault).
+	PollInterval time.Duration
+	// MaxConcurrent bounds the executions this engine runs at once (default
+	// MaxConcurrentDefault).
+	MaxConcurrent int
+	// MaxStepCrashes bounds the attempts of one step that may die with their
+	// node (default MaxStepCrashesDefault).
+	MaxStepCrashes int
+	// Logger receives the engine's logs (default: discard).
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.NodeID == "" {
+		c.NodeID = defaultNodeID()
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = HeartbeatIntervalDefault
+	}
+	if c.StaleThreshold == 0 {
+		c.StaleThreshold = StaleThresholdDefault
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = PollIntervalDefault
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = MaxConcurrentDefault
+	}
+	if c.MaxStepCrashes == 0 {
+		c.MaxStepCrashes = MaxStepCrashesDefault
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.HeartbeatInterval < 0 || c.StaleThreshold < 0 || c.PollInterval < 0 || c.MaxConcurrent < 0 || c.MaxStepCrashes < 0:
+		return fmt.Errorf("negative setting: %w", ErrInvalidConfig)
+	case c.StaleThreshold <= c.HeartbeatInterval:
+		return fmt.Errorf("stale threshold %s must exceed heartbeat interval %s: %w", c.StaleThreshold, c.HeartbeatInterval, ErrInvalidConfig)
+	}
+	return nil
+}
+
+func defaultNodeID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "node"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}

@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/plexspaces/workflow/models"
+)
+
+// Context is the context.Context a workflow function runs with. It is done
+// when the execution is cancelled, times out, is taken over by another node or
+// its engine stops; context.Cause tells which. It also carries the execution's
+// journal, which Step, Sleep and AwaitSignal consult so that a resumed
+// workflow gets the results of its completed steps instead of running them
+// again. It is safe for use by the goroutines of Parallel and Map.
+type Context struct {
+	context.Context
+	x *execution
+
+	mu      sync.Mutex
+	journal map[string][]models.StepExecution // attempts of each step id, in order
+	used    map[string]bool                   // step ids used in this run
+	waits   map[string]int                    // AwaitSignal calls per signal name
+}
+
+func newContext(x *execution, history []models.StepExecution) *Context {
+	c := &Context{Context: x.ctx, x: x, journal: map[string][]models.StepExecution{}, used: map[string]bool{}, waits: map[string]int{}}
+	for _, h := range history {
+		c.journal[h.StepID] = append(c.journal[h.StepID], h)
+	}
+	return c
+}
+
+// ExecutionID returns the id of the running execution. With a step id it makes
+// an idempotency key for the step's side effects.
+func (c *Context) ExecutionID() string { return c.x.id }
+
+// NodeID returns the id of the node running the workflow now.
+func (c *Context) NodeID() string { return c.x.engine.cfg.NodeID }
+
+// claim reserves stepID for this run and returns its journal so far.
+func (c *Context) claim(stepID string) ([]models.StepExecution, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.used[stepID] {
+		return nil, fmt.Errorf("step %q: %w", stepID, ErrDuplicateStep)
+	}
+	c.used[stepID] = true
+	return c.journal[stepID], nil
+}
+
+func (c *Context) record(step models.StepExecution) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	attempts := c.journal[step.StepID]
+	for i := range attempts {
+		if attempts[i].StepExecutionID == step.StepExecutionID {
+			attempts[i] = step
+			return
+		}
+	}
+	c.journal[step.StepID] = append(attempts, step)
+}
+
+// nextWait numbers the AwaitSignal calls of one signal name, so that a replay
+// meets its journal entries in the same order.
+func (c *Context) nextWait(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waits[name]++
+	return c.waits[name]
+}
+
+// stopped returns why the workflow must stop now, or nil.
+func (c *Context) stopped() error {
+	if cause := c.x.cause(); cause != nil {
+		return cause
+	}
+	return nil
+}

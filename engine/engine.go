@@ -1,0 +1,401 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/recovery"
+	"github.com/plexspaces/workflow/repository"
+)
+
+// WorkflowFunc is a workflow: deterministic code that does its work in steps
+// (Step, Sleep, AwaitSignal). Its return value becomes the execution's output.
+type WorkflowFunc func(ctx *Context, input json.RawMessage) (any, error)
+
+type definitionKey struct{ id, version string }
+
+type registration struct {
+	def     models.WorkflowDefinition
+	fn      WorkflowFunc
+	timeout time.Duration
+	saved   bool
+}
+
+// Engine runs registered workflows durably on one node. Create it with New,
+// Register workflows, then Run it; Start, Await, Signal and Cancel work whether
+// or not this engine runs.
+type Engine struct {
+	store repository.WorkflowStorage
+	cfg   Config
+	log   *slog.Logger
+
+	mu        sync.Mutex
+	workflows map[definitionKey]*registration
+	running   map[string]*execution // executions in flight on this node
+	runCtx    context.Context       // Run's context while Run is going, else nil
+	finished  map[string]chan struct{}
+	signals   map[string]chan struct{}
+	wg        sync.WaitGroup
+	sweepNow  chan struct{}
+}
+
+var _ recovery.Resumer = (*Engine)(nil)
+
+// New returns an engine on store. Zero Config fields take their defaults.
+func New(store repository.WorkflowStorage, cfg Config) *Engine {
+	cfg = cfg.withDefaults()
+	return &Engine{
+		store:     store,
+		cfg:       cfg,
+		log:       cfg.Logger.With(slog.String("node_id", cfg.NodeID)),
+		workflows: map[definitionKey]*registration{},
+		running:   map[string]*execution{},
+		finished:  map[string]chan struct{}{},
+		signals:   map[string]chan struct{}{},
+		sweepNow:  make(chan struct{}, 1),
+	}
+}
+
+// NodeID returns the engine's node id.
+func (e *Engine) NodeID() string { return e.cfg.NodeID }
+
+// definitionSpec is what the engine reads from a definition's Spec.
+type definitionSpec struct {
+	// Timeout ends an execution TIMED_OUT this long after it started, as a Go
+	// duration ("30s", "10m").
+	Timeout string `json:"timeout"`
+}
+
+// Register makes fn the workflow of def (by ID and Version), in memory. Run,
+// or the first Start, saves the definition. A definition whose Spec has
+// {"timeout": "10m"} ends its executions TIMED_OUT after that long.
+func (e *Engine) Register(def models.WorkflowDefinition, fn WorkflowFunc) error {
+	if def.ID == "" || def.Version == "" || fn == nil {
+		return fmt.Errorf("registering workflow: id, version and function are required: %w", repository.ErrInvalidArgument)
+	}
+	if def.Name == "" {
+		def.Name = def.ID
+	}
+	reg := &registration{def: def, fn: fn}
+	if len(def.Spec) > 0 {
+		var spec definitionSpec
+		if err := json.Unmarshal(def.Spec, &spec); err != nil {
+			return fmt.Errorf("registering workflow %s@%s: spec: %w: %w", def.ID, def.Version, repository.ErrInvalidArgument, err)
+		}
+		if spec.Timeout != "" {
+			d, err := time.ParseDuration(spec.Timeout)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("registering workflow %s@%s: timeout %q: %w", def.ID, def.Version, spec.Timeout, repository.ErrInvalidArgument)
+			}
+			reg.timeout = d
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.workflows[definitionKey{def.ID, def.Version}] = reg
+	return nil
+}
+
+func (e *Engine) registration(id, version string) (*registration, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	reg, ok := e.workflows[definitionKey{id, version}]
+	return reg, ok
+}
+
+// saveDefinition stores a registered definition once per engine.
+func (e *Engine) saveDefinition(ctx context.Context, reg *registration) error {
+	e.mu.Lock()
+	saved := reg.saved
+	e.mu.Unlock()
+	if saved {
+		return nil
+	}
+	def := reg.def
+	if err := e.store.SaveDefinition(ctx, &def); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	reg.saved = true
+	e.mu.Unlock()
+	return nil
+}
+
+// StartOption configures one Start.
+type StartOption func(*repository.NewExecution)
+
+// WithExecutionID starts the execution under a caller-chosen id. Starting an id
+// that exists returns it and runs nothing twice.
+func WithExecutionID(id string) StartOption {
+	return func(in *repository.NewExecution) { in.ExecutionID = id }
+}
+
+// WithLabels stores labels with the execution.
+func WithLabels(labels map[string]string) StartOption {
+	return func(in *repository.NewExecution) { in.Labels = labels }
+}
+
+// Start records a new execution of definitionID@version and returns its id.
+// If this engine's Run is going and the workflow is registered here, it runs
+// here at once; otherwise any running engine picks it up.
+func (e *Engine) Start(ctx context.Context, definitionID, version string, input any, opts ...StartOption) (string, error) {
+	in := repository.NewExecution{DefinitionID: definitionID, DefinitionVersion: version, Input: input}
+	for _, opt := range opts {
+		opt(&in)
+	}
+	reg, local := e.registration(definitionID, version)
+	if local {
+		if err := e.saveDefinition(ctx, reg); err != nil {
+			return "", fmt.Errorf("starting %s@%s: %w", definitionID, version, err)
+		}
+	}
+	e.mu.Lock()
+	runCtx := e.runCtx
+	e.mu.Unlock()
+	if local && runCtx != nil {
+		in.NodeID = e.cfg.NodeID
+	}
+	exec, err := e.store.CreateExecution(ctx, in)
+	if errors.Is(err, repository.ErrAlreadyExists) {
+		return in.ExecutionID, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("starting %s@%s: %w", definitionID, version, err)
+	}
+	if in.NodeID != "" {
+		if err := e.Resume(runCtx, exec); err != nil {
+			return "", err
+		}
+	}
+	return exec.ExecutionID, nil
+}
+
+// Run recovers this node's work, then runs executions, heartbeats and sweeps
+// for work nobody runs, until ctx ends. It then stops the workflows in flight
+// at their current step (they stay owned by this node, and another node
+// resumes them if this one does not come back) and returns nil.
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.cfg.validate(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if e.runCtx != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("engine %s is already running: %w", e.cfg.NodeID, ErrInvalidConfig)
+	}
+	e.runCtx = ctx
+	regs := make([]*registration, 0, len(e.workflows))
+	for _, reg := range e.workflows {
+		regs = append(regs, reg)
+	}
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.runCtx = nil
+		e.mu.Unlock()
+	}()
+	for _, reg := range regs {
+		if err := e.saveDefinition(ctx, reg); err != nil {
+			return fmt.Errorf("saving definition %s@%s: %w", reg.def.ID, reg.def.Version, err)
+		}
+	}
+	svc := recovery.NewService(e.store, e.cfg.NodeID,
+		recovery.WithResumer(e),
+		recovery.WithLogger(e.cfg.Logger),
+		recovery.WithHeartbeatInterval(e.cfg.HeartbeatInterval),
+		recovery.WithStaleThreshold(e.cfg.StaleThreshold),
+		recovery.WithSweepInterval(e.cfg.PollInterval),
+		recovery.WithBatchSize(e.cfg.MaxConcurrent),
+		recovery.WithCapacity(e.freeSlots),
+		recovery.WithHeartbeatHook(e.checkOwnership),
+		recovery.WithSweepTrigger(e.sweepNow),
+	)
+	if _, err := svc.RecoverOnStartup(ctx, e.cfg.StaleThreshold, e.cfg.HeartbeatInterval); err != nil && ctx.Err() == nil {
+		return err
+	}
+	err := svc.Run(ctx)
+	e.wg.Wait()
+	return err
+}
+
+func (e *Engine) freeSlots() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg.MaxConcurrent - len(e.running)
+}
+
+// Resume runs an execution this node owns, unless it already runs here. It
+// implements recovery.Resumer; ctx must be Run's context.
+func (e *Engine) Resume(ctx context.Context, exec *models.WorkflowExecution) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.runCtx == nil || ctx == nil {
+		return fmt.Errorf("resuming %s: engine %s is not running: %w", exec.ExecutionID, e.cfg.NodeID, ErrInvalidConfig)
+	}
+	if _, dup := e.running[exec.ExecutionID]; dup {
+		return nil
+	}
+	x := newExecution(e, e.runCtx, exec)
+	e.running[exec.ExecutionID] = x
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		x.run()
+		e.mu.Lock()
+		delete(e.running, exec.ExecutionID)
+		done := e.finished[exec.ExecutionID]
+		delete(e.finished, exec.ExecutionID)
+		e.mu.Unlock()
+		if done != nil {
+			close(done)
+		}
+		// A slot is free: look for more work now rather than at the next tick.
+		select {
+		case e.sweepNow <- struct{}{}:
+		default:
+		}
+	}()
+	return nil
+}
+
+// checkOwnership stops local executions that the last heartbeat no longer
+// covers: cancelled, finished elsewhere or taken over. It re-reads each before
+// stopping it, since one started after the heartbeat began is not covered yet.
+func (e *Engine) checkOwnership(ctx context.Context, owned []string) {
+	e.mu.Lock()
+	var missing []*execution
+	for id, x := range e.running {
+		if !slices.Contains(owned, id) {
+			missing = append(missing, x)
+		}
+	}
+	e.mu.Unlock()
+	for _, x := range missing {
+		if cause := e.lostCause(ctx, x.id); cause != nil {
+			x.stop(cause)
+		}
+	}
+}
+
+// lostCause reads an execution and tells why this node may no longer run it,
+// or nil if it still may.
+func (e *Engine) lostCause(ctx context.Context, executionID string) error {
+	cur, err := e.store.GetExecution(ctx, executionID)
+	switch {
+	case errors.Is(err, repository.ErrNotFound):
+		return ErrOwnershipLost
+	case err != nil:
+		return nil // cannot tell; the next checkpoint will
+	case cur.Status == models.ExecutionCancelled:
+		return ErrCancelled
+	case cur.Status.Terminal() || cur.NodeID == nil || *cur.NodeID != e.cfg.NodeID:
+		return ErrOwnershipLost
+	}
+	return nil
+}
+
+// Await waits until the execution is terminal and returns it, whatever its
+// status. Its error is only for ctx or the storage.
+func (e *Engine) Await(ctx context.Context, executionID string) (*models.WorkflowExecution, error) {
+	ticker := time.NewTicker(e.cfg.PollInterval)
+	defer ticker.Stop()
+	for {
+		e.mu.Lock()
+		_, local := e.running[executionID]
+		var done chan struct{}
+		if local {
+			done = e.finished[executionID]
+			if done == nil {
+				done = make(chan struct{})
+				e.finished[executionID] = done
+			}
+		}
+		e.mu.Unlock()
+		exec, err := e.store.GetExecution(ctx, executionID)
+		if err != nil {
+			return nil, fmt.Errorf("awaiting execution %s: %w", executionID, err)
+		}
+		if exec.Status.Terminal() {
+			return exec, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("awaiting execution %s: %w", executionID, context.Cause(ctx))
+		case <-done: // nil unless it runs here
+		case <-ticker.C:
+		}
+	}
+}
+
+// Signal sends a signal to an execution; AwaitSignal receives it.
+func (e *Engine) Signal(ctx context.Context, executionID, name string, payload any) error {
+	if err := e.store.SendSignal(ctx, executionID, name, payload); err != nil {
+		return err
+	}
+	e.notifySignal(executionID)
+	return nil
+}
+
+// signalWaiter returns a channel that is closed at the next local Signal to
+// the execution.
+func (e *Engine) signalWaiter(executionID string) <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ch := e.signals[executionID]
+	if ch == nil {
+		ch = make(chan struct{})
+		e.signals[executionID] = ch
+	}
+	return ch
+}
+
+func (e *Engine) notifySignal(executionID string) {
+	e.mu.Lock()
+	ch := e.signals[executionID]
+	delete(e.signals, executionID)
+	e.mu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+}
+
+// cancelAttempts bounds Cancel's retries when the execution keeps changing
+// under it.
+const cancelAttempts = 20
+
+// Cancel marks a live execution CANCELLED at once; its node stops it at its
+// next step, waking it from Sleep or AwaitSignal. Cancelling a terminal
+// execution changes nothing.
+func (e *Engine) Cancel(ctx context.Context, executionID string) error {
+	for range cancelAttempts {
+		cur, err := e.store.GetExecution(ctx, executionID)
+		if err != nil {
+			return fmt.Errorf("cancelling execution %s: %w", executionID, err)
+		}
+		if cur.Status.Terminal() {
+			return nil
+		}
+		err = e.store.UpdateExecutionStatusWithVersion(ctx, executionID, models.ExecutionCancelled, &cur.Version)
+		if errors.Is(err, repository.ErrConcurrentUpdate) {
+			continue // it moved on; look again
+		}
+		if err != nil {
+			return fmt.Errorf("cancelling execution %s: %w", executionID, err)
+		}
+		e.mu.Lock()
+		x := e.running[executionID]
+		e.mu.Unlock()
+		if x != nil {
+			x.stop(ErrCancelled)
+		}
+		return nil
+	}
+	return fmt.Errorf("cancelling execution %s: it kept changing: %w", executionID, repository.ErrConcurrentUpdate)
+}

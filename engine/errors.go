@@ -1,0 +1,43 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors the engine returns; match them with errors.Is.
+var (
+	// ErrSignalTimeout: AwaitSignal's timeout passed before a signal came.
+	ErrSignalTimeout = errors.New("engine: signal timeout")
+	// ErrCancelled: the execution was cancelled; the workflow stops at its next step.
+	ErrCancelled = errors.New("engine: execution cancelled")
+	// ErrOwnershipLost: another node took the execution over; this node stops
+	// it and writes nothing more for it.
+	ErrOwnershipLost = errors.New("engine: ownership lost")
+	// ErrNotRegistered: no workflow function is registered for a definition.
+	ErrNotRegistered = errors.New("engine: workflow not registered")
+	// ErrDuplicateStep: a step id was used twice in one execution.
+	ErrDuplicateStep = errors.New("engine: duplicate step id")
+	// ErrTooManyCrashes: a step's attempts died with their node too often.
+	ErrTooManyCrashes = errors.New("engine: step crashed its node too often")
+	// errTimedOut is the cause of a workflow context whose definition's
+	// timeout passed.
+	errTimedOut = errors.New("engine: workflow timed out")
+	// errShutdown is the cause of a workflow context whose engine is stopping.
+	errShutdown = errors.New("engine: shutting down")
+)
+
+// StepError is the error of a step whose last attempt failed. On replay the
+// same step returns a StepError with the stored message.
+type StepError struct {
+	StepID  string
+	Attempt int
+	Err     error
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("step %s failed after attempt %d: %v", e.StepID, e.Attempt, e.Err)
+}
+
+// Unwrap returns the step function's error (on replay, one with its message).
+func (e *StepError) Unwrap() error { return e.Err }

@@ -1,0 +1,159 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/repository"
+)
+
+// execution is one execution in flight on this node.
+type execution struct {
+	engine *Engine
+	id     string
+	exec   *models.WorkflowExecution
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+func newExecution(e *Engine, parent context.Context, exec *models.WorkflowExecution) *execution {
+	ctx, cancel := context.WithCancelCause(parent)
+	return &execution{engine: e, id: exec.ExecutionID, exec: exec, ctx: ctx, cancel: cancel}
+}
+
+// stop ends the workflow's context with a cause; the workflow notices at its
+// next step, or at once when it waits in Sleep or AwaitSignal.
+func (x *execution) stop(cause error) { x.cancel(cause) }
+
+// cause is why the workflow's context ended: errShutdown when the engine is
+// stopping, else what stopped it.
+func (x *execution) cause() error {
+	if x.ctx.Err() == nil {
+		return nil
+	}
+	cause := context.Cause(x.ctx)
+	if errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) {
+		return errShutdown // Run's context ended
+	}
+	return cause
+}
+
+func (x *execution) logger() *slog.Logger {
+	return x.engine.log.With(slog.String("execution_id", x.id))
+}
+
+// run executes the workflow to its end, or until it is stopped.
+func (x *execution) run() {
+	defer x.cancel(nil)
+	e := x.engine
+	log := x.logger()
+	reg, ok := e.registration(x.exec.DefinitionID, x.exec.DefinitionVersion)
+	if !ok {
+		x.finish(models.ExecutionFailed, nil, fmt.Errorf("%s@%s on node %s: %w",
+			x.exec.DefinitionID, x.exec.DefinitionVersion, e.cfg.NodeID, ErrNotRegistered))
+		return
+	}
+	if err := x.markRunning(); err != nil {
+		log.LogAttrs(x.ctx, slog.LevelInfo, "not starting execution", slog.String("reason", err.Error()))
+		return
+	}
+	history, err := e.store.GetStepExecutionHistory(x.ctx, x.id)
+	if err != nil {
+		log.LogAttrs(x.ctx, slog.LevelWarn, "reading journal", slog.String("error", err.Error()))
+		return // still owned: the next recovery retries
+	}
+	if reg.timeout > 0 && x.exec.StartedAt != nil {
+		var stopTimer context.CancelFunc
+		x.ctx, stopTimer = context.WithDeadlineCause(x.ctx, x.exec.StartedAt.Add(reg.timeout), errTimedOut)
+		defer stopTimer()
+	}
+	wctx := newContext(x, history)
+	output, err := x.call(reg.fn, wctx)
+	switch cause := x.cause(); {
+	case errors.Is(cause, errTimedOut):
+		x.finish(models.ExecutionTimedOut, nil, fmt.Errorf("%w after %s", errTimedOut, reg.timeout))
+	case cause != nil:
+		log.LogAttrs(context.Background(), slog.LevelInfo, "execution stopped", slog.String("cause", cause.Error()))
+	case errors.Is(err, ErrOwnershipLost), errors.Is(err, ErrCancelled), errors.Is(err, errShutdown):
+		log.LogAttrs(context.Background(), slog.LevelInfo, "execution stopped", slog.String("cause", err.Error()))
+	case err != nil:
+		x.finish(models.ExecutionFailed, nil, err)
+	default:
+		x.finish(models.ExecutionCompleted, output, nil)
+	}
+}
+
+// markRunning moves a PENDING execution to RUNNING, with the version it was
+// claimed at, and reads it back for started_at.
+func (x *execution) markRunning() error {
+	store := x.engine.store
+	if x.exec.Status != models.ExecutionRunning {
+		if err := store.UpdateExecutionStatusWithVersion(x.ctx, x.id, models.ExecutionRunning, &x.exec.Version); err != nil {
+			return err
+		}
+	}
+	cur, err := store.GetExecution(x.ctx, x.id)
+	if err != nil {
+		return err
+	}
+	if cur.NodeID == nil || *cur.NodeID != x.engine.cfg.NodeID || cur.Status != models.ExecutionRunning {
+		return ErrOwnershipLost
+	}
+	x.exec = cur
+	return nil
+}
+
+// call runs the workflow function, turning a panic into an error.
+func (x *execution) call(fn WorkflowFunc, wctx *Context) (output any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("workflow panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return fn(wctx, json.RawMessage(x.exec.Input))
+}
+
+// finishTimeout bounds the final write, which must not depend on a context
+// that may have ended (a timeout ends the workflow's own).
+const finishTimeout = 30 * time.Second
+
+func (x *execution) finish(status models.ExecutionStatus, output any, failure error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.ctx), finishTimeout)
+	defer cancel()
+	p := repository.FinishExecutionParams{ExecutionID: x.id, NodeID: x.engine.cfg.NodeID, Status: status, Output: output}
+	if failure != nil {
+		p.Error = failure.Error()
+	}
+	err := x.engine.store.FinishExecution(ctx, p)
+	if errors.Is(err, repository.ErrInvalidArgument) && status == models.ExecutionCompleted {
+		// The output could not be stored as JSON: that is the workflow's failure.
+		p.Status, p.Output, p.Error = models.ExecutionFailed, nil, err.Error()
+		err = x.engine.store.FinishExecution(ctx, p)
+	}
+	log := x.logger()
+	if err != nil {
+		log.LogAttrs(ctx, slog.LevelWarn, "finishing execution", slog.String("status", string(status)), slog.String("error", err.Error()))
+		return
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "execution finished", slog.String("status", string(p.Status)))
+}
+
+// checkpointError turns a fenced write's miss into why this node lost the
+// execution, and stops the workflow with it.
+func (x *execution) checkpointError(err error) error {
+	if !errors.Is(err, repository.ErrConcurrentUpdate) {
+		return err
+	}
+	cause := x.engine.lostCause(context.WithoutCancel(x.ctx), x.id)
+	if cause == nil {
+		cause = ErrOwnershipLost
+	}
+	x.stop(cause)
+	return fmt.Errorf("%w: %w", cause, err)
+}

@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/repository"
+)
+
+// Sleep pauses the workflow for d, durably: the wake-up time is journaled as
+// step stepID, so a workflow resumed after a crash sleeps only what is left (a
+// 10-minute sleep resumed after 3 sleeps 7 more). The wake-up time is the
+// clock of the node that first ran the step. Cancel wakes it with
+// ErrCancelled.
+func Sleep(ctx *Context, stepID string, d time.Duration) error {
+	wakeAt, err := Step(ctx, stepID, func(context.Context) (time.Time, error) {
+		return time.Now().UTC().Add(d), nil
+	})
+	if err != nil {
+		return err
+	}
+	return ctx.wait(time.Until(wakeAt))
+}
+
+// AwaitSignal waits for the next signal named name sent to the execution and
+// returns its payload decoded as T. Receiving consumes exactly one signal and
+// journals it in the same transaction, so a resumed workflow gets the same
+// payload again without consuming another. With timeout > 0 it returns
+// ErrSignalTimeout once the timeout passes; the deadline and the timeout are
+// journaled too, so a replay times out at the same point.
+func AwaitSignal[T any](ctx *Context, name string, timeout time.Duration) (T, error) {
+	var zero T
+	stepID := "signal:" + name + ":" + strconv.Itoa(ctx.nextWait(name))
+	raw, err := ctx.awaitSignal(stepID, name, timeout)
+	if err != nil {
+		return zero, err
+	}
+	var out T
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return zero, fmt.Errorf("decoding signal %s: %w", name, err)
+		}
+	}
+	return out, nil
+}
+
+func (c *Context) awaitSignal(stepID, name string, timeout time.Duration) (json.RawMessage, error) {
+	var deadline time.Time
+	if timeout > 0 {
+		var err error
+		deadline, err = Step(c, stepID+":deadline", func(context.Context) (time.Time, error) {
+			return time.Now().UTC().Add(timeout), nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	attempts, err := c.claim(stepID)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range attempts {
+		switch a.Status {
+		case models.StepCompleted:
+			return json.RawMessage(a.Output), nil
+		case models.StepFailed:
+			return nil, fmt.Errorf("signal %s: %w", name, ErrSignalTimeout)
+		}
+	}
+	e := c.x.engine
+	poll := time.NewTicker(e.cfg.PollInterval)
+	defer poll.Stop()
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		expired = t.C
+	}
+	for {
+		// Take the waiter before looking, so a Signal between the look and the
+		// wait still wakes us.
+		signalled := e.signalWaiter(c.x.id)
+		step, ok, err := e.store.ReceiveSignal(c, repository.ReceiveSignalParams{
+			ExecutionID: c.x.id, NodeID: e.cfg.NodeID, SignalName: name, StepID: stepID,
+		})
+		if err != nil {
+			if cause := c.stopped(); cause != nil {
+				return nil, cause
+			}
+			return nil, c.x.checkpointError(err)
+		}
+		if ok {
+			c.record(*step)
+			return json.RawMessage(step.Output), nil
+		}
+		select {
+		case <-signalled:
+		case <-poll.C:
+		case <-c.Done():
+			return nil, c.stopped()
+		case <-expired:
+			return nil, c.recordTimeout(stepID, name)
+		}
+	}
+}
+
+// recordTimeout journals that the wait for a signal timed out, so a replay
+// times out too instead of taking a signal that came later.
+func (c *Context) recordTimeout(stepID, name string) error {
+	e := c.x.engine
+	step, err := e.store.StartStep(c, repository.StartStepParams{ExecutionID: c.x.id, StepID: stepID, NodeID: e.cfg.NodeID, Attempt: 1})
+	if errors.Is(err, repository.ErrAlreadyExists) {
+		// A signal was received for this wait after all (a race with the
+		// timer): the journal has it, and replay will return it.
+		return fmt.Errorf("signal %s: raced with its timeout; resume to receive it: %w", name, ErrOwnershipLost)
+	}
+	if err != nil {
+		return c.x.checkpointError(err)
+	}
+	timeoutErr := fmt.Errorf("signal %s: %w", name, ErrSignalTimeout)
+	if err := c.finishStep(c, step, models.StepFailed, nil, timeoutErr); err != nil {
+		return c.x.checkpointError(err)
+	}
+	return timeoutErr
+}

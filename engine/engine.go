@@ -203,6 +203,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	}()
 	for _, reg := range regs {
 		if err := e.saveDefinition(ctx, reg); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting up
+			}
 			return fmt.Errorf("saving definition %s@%s: %w", reg.def.ID, reg.def.Version, err)
 		}
 	}

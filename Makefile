@@ -7,7 +7,7 @@ export WORKFLOW_REQUIRE_POSTGRES
 GO ?= go
 BENCH ?= .
 
-.PHONY: test vet bench demo
+.PHONY: test vet bench crash demo
 
 test: vet
 	$(GO) test -race -count=1 ./...
@@ -17,7 +17,11 @@ vet:
 	$(GO) vet ./...
 
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 ./repository/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 ./repository/ ./engine/
+
+# The full crash test: 200 workflows, a node SIGKILLed every second (set the DSN for PostgreSQL).
+crash:
+	WORKFLOW_CRASH_FULL=1 $(GO) test -count=1 -v -run '^TestCrash_' -timeout 30m ./engine/
 
 demo:
 	@echo "The order-processing demo is coming in the next issue (durable execution)."

@@ -143,8 +143,8 @@ func WithLabels(labels map[string]string) StartOption {
 }
 
 // Start records a new execution of definitionID@version and returns its id.
-// If this engine's Run is going and the workflow is registered here, it runs
-// here at once; otherwise any running engine picks it up.
+// If this engine's Run is going, the workflow is registered here and a slot is
+// free, it runs here at once; otherwise any running engine picks it up.
 func (e *Engine) Start(ctx context.Context, definitionID, version string, input any, opts ...StartOption) (string, error) {
 	in := repository.NewExecution{DefinitionID: definitionID, DefinitionVersion: version, Input: input}
 	for _, opt := range opts {
@@ -158,8 +158,9 @@ func (e *Engine) Start(ctx context.Context, definitionID, version string, input 
 	}
 	e.mu.Lock()
 	runCtx := e.runCtx
+	free := e.cfg.MaxConcurrent - len(e.running)
 	e.mu.Unlock()
-	if local && runCtx != nil {
+	if local && runCtx != nil && free > 0 {
 		in.NodeID = e.cfg.NodeID
 	}
 	exec, err := e.store.CreateExecution(ctx, in)
@@ -173,6 +174,8 @@ func (e *Engine) Start(ctx context.Context, definitionID, version string, input 
 		if err := e.Resume(runCtx, exec); err != nil {
 			return "", err
 		}
+	} else if runCtx != nil {
+		e.triggerSweep() // unowned: claim it as soon as a slot is free
 	}
 	return exec.ExecutionID, nil
 }
@@ -259,13 +262,16 @@ func (e *Engine) Resume(ctx context.Context, exec *models.WorkflowExecution) err
 		if done != nil {
 			close(done)
 		}
-		// A slot is free: look for more work now rather than at the next tick.
-		select {
-		case e.sweepNow <- struct{}{}:
-		default:
-		}
+		e.triggerSweep() // a slot is free: look for work now, not at the next tick
 	}()
 	return nil
+}
+
+func (e *Engine) triggerSweep() {
+	select {
+	case e.sweepNow <- struct{}{}:
+	default:
+	}
 }
 
 // checkOwnership stops local executions that the last heartbeat no longer

@@ -1,0 +1,135 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+
+	"github.com/plexspaces/workflow/engine"
+	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/repository"
+	"github.com/plexspaces/workflow/testutil"
+)
+
+// BenchmarkWorkflows runs b.N workflows of three steps with C of them at a
+// time, and reports workflows/s, steps/s and SQL statements per step (BEGIN and
+// COMMIT not counted). BenchmarkBaseline issues the same number of single-row
+// UPDATE transactions as there are steps, C at a time, straight through the
+// same driver: the physical ceiling to compare steps/s with. Run both with
+// `make bench` (PostgreSQL when WORKFLOW_TEST_POSTGRES_DSN is set).
+
+func benchStorage(b *testing.B, dialect string, conns int) *repository.Storage {
+	b.Helper()
+	if dialect == testutil.SQLite {
+		// A file, as in production: the in-memory store has no fsync to pay.
+		s, err := repository.NewSQLite(context.Background(), "sqlite://"+b.TempDir()+"/bench.db", repository.WithMaxOpenConns(conns))
+		require.NoError(b, err)
+		b.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	return testutil.NewPostgresStorage(b, repository.WithMaxOpenConns(conns))
+}
+
+func countStatements(b *testing.B, db *gorm.DB) *atomic.Int64 {
+	var n atomic.Int64
+	count := func(*gorm.DB) { n.Add(1) }
+	cb := db.Callback()
+	require.NoError(b, cb.Create().After("gorm:create").Register("bench:count", count))
+	require.NoError(b, cb.Query().After("gorm:query").Register("bench:count", count))
+	require.NoError(b, cb.Update().After("gorm:update").Register("bench:count", count))
+	require.NoError(b, cb.Delete().After("gorm:delete").Register("bench:count", count))
+	require.NoError(b, cb.Raw().After("gorm:raw").Register("bench:count", count))
+	require.NoError(b, cb.Row().After("gorm:row").Register("bench:count", count))
+	return &n
+}
+
+var benchConcurrency = []int{1, 16}
+
+func BenchmarkWorkflows(b *testing.B) {
+	for _, dialect := range []string{testutil.SQLite, testutil.Postgres} {
+		for _, c := range benchConcurrency {
+			b.Run(fmt.Sprintf("%s/C=%d", dialect, c), func(b *testing.B) {
+				s := benchStorage(b, dialect, c+4)
+				e := engine.New(s, engine.Config{NodeID: "bench", MaxConcurrent: c, PollInterval: 10 * time.Millisecond})
+				require.NoError(b, e.Register(def("bench"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+					for _, step := range []string{"a", "b", "c"} {
+						if _, err := engine.Step(ctx, step, func(context.Context) (int, error) { return 1, nil }); err != nil {
+							return nil, err
+						}
+					}
+					return nil, nil
+				}))
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- e.Run(ctx) }()
+				defer func() { cancel(); require.NoError(b, <-done) }()
+				stmts := countStatements(b, s.DB())
+
+				b.ResetTimer()
+				start := time.Now()
+				ids := make([]string, b.N)
+				for i := range ids {
+					var err error
+					ids[i], err = e.Start(ctx, "bench", "v1", nil)
+					require.NoError(b, err)
+				}
+				for _, id := range ids {
+					exec, err := e.Await(ctx, id)
+					require.NoError(b, err)
+					require.Equal(b, models.ExecutionCompleted, exec.Status)
+				}
+				elapsed := time.Since(start)
+				b.StopTimer()
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "workflows/s")
+				b.ReportMetric(float64(3*b.N)/elapsed.Seconds(), "steps/s")
+				b.ReportMetric(float64(stmts.Load())/float64(3*b.N), "stmts/step")
+			})
+		}
+	}
+}
+
+func BenchmarkBaseline(b *testing.B) {
+	for _, dialect := range []string{testutil.SQLite, testutil.Postgres} {
+		for _, c := range benchConcurrency {
+			b.Run(fmt.Sprintf("%s/C=%d", dialect, c), func(b *testing.B) {
+				s := benchStorage(b, dialect, c+4)
+				db := s.DB()
+				require.NoError(b, db.Exec(`CREATE TABLE baseline (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)`).Error)
+				for i := range c {
+					require.NoError(b, db.Exec(`INSERT INTO baseline (id, n) VALUES (?, 0)`, i).Error)
+				}
+				txs := 3 * b.N // one per workflow step
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				start := time.Now()
+				for w := range c {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for next.Add(1) <= int64(txs) {
+							err := db.Transaction(func(tx *gorm.DB) error {
+								return tx.Exec(`UPDATE baseline SET n = n + 1 WHERE id = ?`, w).Error
+							})
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				elapsed := time.Since(start)
+				b.StopTimer()
+				b.ReportMetric(float64(txs)/elapsed.Seconds(), "tx/s")
+			})
+		}
+	}
+}

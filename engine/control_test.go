@@ -100,7 +100,7 @@ func TestEngine_SleepSurvivesRestart(t *testing.T) {
 		require.NoError(t, err)
 		receive(t, started)
 		var h []models.StepExecution
-		require.Eventually(t, func() bool { h = history(t, s, id); return len(h) == 1 }, time.Minute, 5*time.Millisecond,
+		require.Eventually(t, func() bool { h = history(t, s, id); return len(h) == 1 && h[0].Status == models.StepCompleted }, time.Minute, 5*time.Millisecond,
 			"the sleep is journaled")
 		stop1()
 		require.Equal(t, []string{"nap:COMPLETED"}, statuses(h))
@@ -165,6 +165,7 @@ func TestEngine_CrashLoopEndsFailed(t *testing.T) {
 		require.NoError(t, s.SaveDefinition(ctx, &models.WorkflowDefinition{ID: "crashy", Version: "v1", Name: "crashy"}))
 		exec, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "crashy", DefinitionVersion: "v1", NodeID: "dead"})
 		require.NoError(t, err)
+		require.NoError(t, s.UpdateExecutionStatus(ctx, exec.ExecutionID, models.ExecutionRunning))
 		for attempt := 1; attempt <= 3; attempt++ { // three attempts that died with their node
 			_, err := s.StartStep(ctx, repository.StartStepParams{ExecutionID: exec.ExecutionID, StepID: "oom", NodeID: "dead", Attempt: attempt})
 			require.NoError(t, err)

@@ -316,6 +316,7 @@ func (e *Engine) Await(ctx context.Context, executionID string) (*models.Workflo
 	ticker := time.NewTicker(e.cfg.PollInterval)
 	defer ticker.Stop()
 	for {
+		// An execution running here announces its end; others are polled.
 		e.mu.Lock()
 		_, local := e.running[executionID]
 		var done chan struct{}
@@ -334,11 +335,15 @@ func (e *Engine) Await(ctx context.Context, executionID string) (*models.Workflo
 		if exec.Status.Terminal() {
 			return exec, nil
 		}
+		poll := ticker.C
+		if done != nil {
+			poll = nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("awaiting execution %s: %w", executionID, context.Cause(ctx))
 		case <-done: // nil unless it runs here
-		case <-ticker.C:
+		case <-poll:
 		}
 	}
 }

@@ -59,16 +59,22 @@ func (x *execution) run() {
 			x.exec.DefinitionID, x.exec.DefinitionVersion, e.cfg.NodeID, ErrNotRegistered))
 		return
 	}
-	if err := x.markRunning(); err != nil {
+	// An execution untouched since it was created (PENDING at version 1) has
+	// no journal to read: steps run only once it is RUNNING.
+	fresh := x.exec.Status == models.ExecutionPending && x.exec.Version == 1
+	if err := x.markRunning(reg.timeout > 0); err != nil {
 		log.LogAttrs(x.ctx, slog.LevelInfo, "not starting execution", slog.String("reason", err.Error()))
 		return
 	}
-	history, err := e.store.GetStepExecutionHistory(x.ctx, x.id)
-	if err != nil {
-		log.LogAttrs(x.ctx, slog.LevelWarn, "reading journal", slog.String("error", err.Error()))
-		return // still owned: the next recovery retries
+	var history []models.StepExecution
+	if !fresh {
+		var err error
+		if history, err = e.store.GetStepExecutionHistory(x.ctx, x.id); err != nil {
+			log.LogAttrs(x.ctx, slog.LevelWarn, "reading journal", slog.String("error", err.Error()))
+			return // still owned: the next recovery retries
+		}
 	}
-	if reg.timeout > 0 && x.exec.StartedAt != nil {
+	if reg.timeout > 0 {
 		var stopTimer context.CancelFunc
 		x.ctx, stopTimer = context.WithDeadlineCause(x.ctx, x.exec.StartedAt.Add(reg.timeout), errTimedOut)
 		defer stopTimer()
@@ -90,19 +96,25 @@ func (x *execution) run() {
 }
 
 // markRunning moves a PENDING execution to RUNNING, with the version it was
-// claimed at, and reads it back for started_at.
-func (x *execution) markRunning() error {
+// claimed at, so that a node that lost a race for it does not start it. When
+// the workflow has a timeout it reads the execution back for started_at.
+func (x *execution) markRunning(needStartedAt bool) error {
 	store := x.engine.store
 	if x.exec.Status != models.ExecutionRunning {
 		if err := store.UpdateExecutionStatusWithVersion(x.ctx, x.id, models.ExecutionRunning, &x.exec.Version); err != nil {
 			return err
 		}
+		x.exec.Status = models.ExecutionRunning
+		x.exec.Version++
+	}
+	if !needStartedAt {
+		return nil
 	}
 	cur, err := store.GetExecution(x.ctx, x.id)
 	if err != nil {
 		return err
 	}
-	if cur.NodeID == nil || *cur.NodeID != x.engine.cfg.NodeID || cur.Status != models.ExecutionRunning {
+	if cur.NodeID == nil || *cur.NodeID != x.engine.cfg.NodeID || cur.Status != models.ExecutionRunning || cur.StartedAt == nil {
 		return ErrOwnershipLost
 	}
 	x.exec = cur

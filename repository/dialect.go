@@ -22,9 +22,9 @@ type dialect interface {
 	// so that concurrent claimers take different rows; "" where writes are
 	// serialized anyway.
 	claimLock() string
-	// lazyCommit is a statement that makes the current transaction's commit
-	// skip waiting for durable storage, or "" where there is none.
-	lazyCommit() string
+	// writableCTE reports whether a WITH clause may hold an UPDATE whose
+	// RETURNING rows feed an INSERT, making two writes one statement.
+	writableCTE() bool
 	isUniqueViolation(err error) bool
 	isForeignKeyViolation(err error) bool
 }

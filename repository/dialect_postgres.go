@@ -32,7 +32,7 @@ func (postgresDialect) before(age time.Duration) clause.Expr {
 // instead of waiting for it and then finding it gone.
 func (postgresDialect) claimLock() string { return " FOR UPDATE SKIP LOCKED" }
 
-func (postgresDialect) lazyCommit() string { return "SET LOCAL synchronous_commit = off" }
+func (postgresDialect) writableCTE() bool { return true }
 
 // SQLSTATE codes, https://www.postgresql.org/docs/current/errcodes-appendix.html.
 const (

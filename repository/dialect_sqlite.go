@@ -32,8 +32,7 @@ func (d sqliteDialect) before(age time.Duration) clause.Expr {
 
 func (sqliteDialect) claimLock() string { return "" }
 
-// lazyCommit: with WAL and synchronous=NORMAL a commit does not fsync anyway.
-func (sqliteDialect) lazyCommit() string { return "" }
+func (sqliteDialect) writableCTE() bool { return false }
 
 // Extended result codes, https://sqlite.org/rescode.html.
 const (

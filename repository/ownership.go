@@ -131,9 +131,8 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 	return claimed, nil
 }
 
-// StartStep implements OwnerRepository. On PostgreSQL its commit is
-// asynchronous: a database crash can lose the marker, which costs an attempt
-// number, never a result; the step's completion is the durable commit.
+// StartStep implements OwnerRepository: one statement on PostgreSQL, one
+// transaction on SQLite.
 func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.StepExecution, error) {
 	if err := checkID("execution id", p.ExecutionID); err != nil {
 		return nil, err
@@ -151,31 +150,32 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 	if err != nil {
 		return nil, err
 	}
-	var step models.StepExecution
-	err = s.query(ctx).Transaction(func(tx *gorm.DB) error {
-		if lazy := s.dialect.lazyCommit(); lazy != "" {
-			if err := tx.Exec(lazy).Error; err != nil {
-				return err
+	var steps []models.StepExecution
+	args := []any{p.StepID, p.ExecutionID, p.NodeID, newID(), p.StepID, models.StepRunning, in, p.Attempt, s.dialect.now()}
+	if s.dialect.writableCTE() {
+		// One statement, one round trip: claim the current step and journal it.
+		err = s.query(ctx).Raw(`WITH owner AS (UPDATE workflow_executions SET current_step_id = ? WHERE `+ownedLive+` RETURNING execution_id) `+
+			`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, input, attempt, started_at) `+
+			`SELECT ?, execution_id, ?, ?, ?::jsonb, ?::integer, ? FROM owner RETURNING *`, args...).Scan(&steps).Error
+	} else {
+		err = s.query(ctx).Transaction(func(tx *gorm.DB) error {
+			res := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).UpdateColumn("current_step_id", p.StepID)
+			if res.Error != nil || res.RowsAffected == 0 {
+				return res.Error
 			}
-		}
-		res := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).
-			UpdateColumn("current_step_id", p.StepID)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return ErrConcurrentUpdate
-		}
-		return tx.Raw(InsertStepSQL, newID(), p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, s.dialect.now()).
-			Scan(&step).Error
-	})
+			return tx.Raw(InsertStepSQL, args[3], p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, s.dialect.now()).Scan(&steps).Error
+		})
+	}
+	if err == nil && len(steps) == 0 {
+		err = ErrConcurrentUpdate
+	}
 	switch {
 	case s.dialect.isUniqueViolation(err):
 		return nil, fmt.Errorf("starting step %s attempt %d of execution %s: %w", p.StepID, p.Attempt, p.ExecutionID, ErrAlreadyExists)
 	case err != nil:
 		return nil, fmt.Errorf("starting step %s of execution %s on %s: %w", p.StepID, p.ExecutionID, p.NodeID, err)
 	}
-	return &step, nil
+	return &steps[0], nil
 }
 
 // FinishStep implements OwnerRepository.

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/repository"
 )
 
 // Context is the context.Context a workflow function runs with. It is done
@@ -22,6 +23,11 @@ type Context struct {
 	journal map[string][]models.StepExecution // attempts of each step id, in order
 	used    map[string]bool                   // step ids used in this run
 	waits   map[string]int                    // AwaitSignal calls per signal name
+	// pending holds completions of steps not yet written: each rides along
+	// with the next checkpoint, so a step costs one commit. Only deterministic
+	// workflow code runs between a step and the next checkpoint, and every
+	// wait writes them first.
+	pending []repository.FinishStepParams
 }
 
 func newContext(x *execution, history []models.StepExecution) *Context {
@@ -76,6 +82,46 @@ func (c *Context) nextWait(name string) int {
 func (c *Context) stopped() error {
 	if cause := c.x.cause(); cause != nil {
 		return cause
+	}
+	return nil
+}
+
+// defer queues a step's completion for the next checkpoint.
+func (c *Context) deferCompletion(p repository.FinishStepParams) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = append(c.pending, p)
+}
+
+// takePending removes one queued completion, if any, to ride along with a
+// checkpoint; putBack returns it when that checkpoint failed.
+func (c *Context) takePending() *repository.FinishStepParams {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return nil
+	}
+	p := c.pending[0]
+	c.pending = c.pending[1:]
+	return &p
+}
+
+func (c *Context) putBack(p *repository.FinishStepParams) {
+	if p == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = append([]repository.FinishStepParams{*p}, c.pending...)
+}
+
+// flush writes every queued completion.
+func (c *Context) flush(ctx context.Context) error {
+	for p := c.takePending(); p != nil; p = c.takePending() {
+		if err := c.x.engine.store.FinishStep(ctx, *p); err != nil {
+			c.putBack(p)
+			return c.x.checkpointError(err)
+		}
 	}
 	return nil
 }

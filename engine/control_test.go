@@ -136,6 +136,9 @@ func TestEngine_FencedNodeWritesNothing(t *testing.T) {
 				<-release
 				return "charged", nil
 			})
+			if err == nil { // charge's result is journaled with ship's start: both are fenced
+				_, err = engine.Step(wctx, "ship", func(context.Context) (string, error) { return "shipped", nil })
+			}
 			stoppedWith <- err
 			return nil, err
 		}))

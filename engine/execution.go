@@ -81,7 +81,17 @@ func (x *execution) run() {
 	}
 	wctx := newContext(x, history)
 	output, err := x.call(reg.fn, wctx)
-	switch cause := x.cause(); {
+	cause := x.cause()
+	if cause == nil || errors.Is(cause, errShutdown) || errors.Is(cause, errTimedOut) {
+		// Journal what completed, even when stopping: it need not run again.
+		if flushErr := wctx.flush(context.WithoutCancel(x.ctx)); flushErr != nil && cause == nil {
+			cause = x.cause()
+			if cause == nil {
+				cause = flushErr
+			}
+		}
+	}
+	switch {
 	case errors.Is(cause, errTimedOut):
 		x.finish(models.ExecutionTimedOut, nil, fmt.Errorf("%w after %s", errTimedOut, reg.timeout))
 	case cause != nil:

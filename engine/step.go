@@ -145,10 +145,12 @@ func (c *Context) step(stepID string, fn func(context.Context) (any, error), opt
 // must stop (fenced, cancelled, shutting down).
 func (c *Context) attempt(stepID string, attempt int, fn func(context.Context) (any, error), input any) (out json.RawMessage, runErr, err error) {
 	e := c.x.engine
+	previous := c.takePending()
 	step, err := e.store.StartStep(c, repository.StartStepParams{
-		ExecutionID: c.x.id, StepID: stepID, NodeID: e.cfg.NodeID, Attempt: attempt, Input: input,
+		ExecutionID: c.x.id, StepID: stepID, NodeID: e.cfg.NodeID, Attempt: attempt, Input: input, Previous: previous,
 	})
 	if err != nil {
+		c.putBack(previous)
 		return nil, nil, c.x.checkpointError(err)
 	}
 	c.record(*step)
@@ -168,9 +170,14 @@ func (c *Context) attempt(stepID string, attempt int, fn func(context.Context) (
 	if err != nil {
 		return nil, fmt.Errorf("encoding result of step %s: %w", stepID, err), nil
 	}
-	if err := c.finishStep(c, step, models.StepCompleted, raw, nil); err != nil {
-		return nil, nil, c.x.checkpointError(err)
-	}
+	// The result is journaled with the next checkpoint (see Context.pending).
+	c.deferCompletion(repository.FinishStepParams{
+		ExecutionID: c.x.id, StepExecutionID: step.StepExecutionID, NodeID: e.cfg.NodeID,
+		Status: models.StepCompleted, Output: raw,
+	})
+	done := *step
+	done.Status, done.Output = models.StepCompleted, raw
+	c.record(done)
 	return raw, nil, nil
 }
 
@@ -219,8 +226,12 @@ func protect(ctx context.Context, fn func(context.Context) (any, error)) (out an
 	return fn(ctx)
 }
 
-// wait sleeps d unless the workflow is stopped first.
+// wait sleeps d unless the workflow is stopped first. It writes the queued
+// step completions before it waits.
 func (c *Context) wait(d time.Duration) error {
+	if err := c.flush(c); err != nil {
+		return err
+	}
 	if d <= 0 {
 		return c.stopped()
 	}

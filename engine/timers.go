@@ -72,6 +72,9 @@ func (c *Context) awaitSignal(stepID, name string, timeout time.Duration) (json.
 			return nil, fmt.Errorf("signal %s: %w", name, ErrSignalTimeout)
 		}
 	}
+	if err := c.flush(c); err != nil {
+		return nil, err
+	}
 	e := c.x.engine
 	poll := time.NewTicker(e.cfg.PollInterval)
 	defer poll.Stop()
@@ -113,6 +116,9 @@ func (c *Context) awaitSignal(stepID, name string, timeout time.Duration) (json.
 // times out too instead of taking a signal that came later.
 func (c *Context) recordTimeout(stepID, name string) error {
 	e := c.x.engine
+	if err := c.flush(c); err != nil {
+		return err
+	}
 	step, err := e.store.StartStep(c, repository.StartStepParams{ExecutionID: c.x.id, StepID: stepID, NodeID: e.cfg.NodeID, Attempt: 1})
 	if errors.Is(err, repository.ErrAlreadyExists) {
 		// A signal was received for this wait after all (a race with the

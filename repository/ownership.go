@@ -3,6 +3,7 @@ package repository
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -30,6 +31,9 @@ type StartStepParams struct {
 	ExecutionID, StepID, NodeID string
 	Attempt                     int
 	Input                       any
+	// Previous, if set, is how an earlier step of the same execution ended,
+	// written in the same statement: one commit for both checkpoints.
+	Previous *FinishStepParams
 }
 
 // FinishStepParams is the input of FinishStep.
@@ -132,7 +136,7 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 }
 
 // StartStep implements OwnerRepository: one statement on PostgreSQL, one
-// transaction on SQLite.
+// transaction on SQLite, with p.Previous if it is set.
 func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.StepExecution, error) {
 	if err := checkID("execution id", p.ExecutionID); err != nil {
 		return nil, err
@@ -150,20 +154,48 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 	if err != nil {
 		return nil, err
 	}
+	var previous *stepOutcome
+	if p.Previous != nil {
+		if p.Previous.ExecutionID != p.ExecutionID || p.Previous.NodeID != p.NodeID {
+			return nil, fmt.Errorf("previous step of another execution or node: %w", ErrInvalidArgument)
+		}
+		if previous, err = newStepOutcome(*p.Previous); err != nil {
+			return nil, err
+		}
+	}
 	var steps []models.StepExecution
-	args := []any{p.StepID, p.ExecutionID, p.NodeID, newID(), p.StepID, models.StepRunning, in, p.Attempt, s.dialect.now()}
+	now := s.dialect.now()
 	if s.dialect.writableCTE() {
-		// One statement, one round trip: claim the current step and journal it.
-		err = s.query(ctx).Raw(`WITH owner AS (UPDATE workflow_executions SET current_step_id = ? WHERE `+ownedLive+` RETURNING execution_id) `+
-			`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, input, attempt, started_at) `+
-			`SELECT ?, execution_id, ?, ?, ?::jsonb, ?::integer, ? FROM owner RETURNING *`, args...).Scan(&steps).Error
+		// One statement, one round trip, one commit: record how the previous
+		// step ended, make this one current and journal its attempt.
+		var sql strings.Builder
+		var args []any
+		sql.WriteString("WITH ")
+		ownerCheck := ""
+		if previous != nil {
+			sql.WriteString(`done AS (UPDATE step_executions SET status = ?, output = ?::jsonb, error = ?, completed_at = ? ` +
+				`WHERE step_execution_id = ? AND execution_id = ? AND EXISTS (SELECT 1 FROM workflow_executions WHERE ` + ownedLive + `) RETURNING 1), `)
+			args = append(args, previous.status, previous.output, previous.err, now, previous.id, p.ExecutionID, p.ExecutionID, p.NodeID)
+			ownerCheck = " AND EXISTS (SELECT 1 FROM done)"
+		}
+		sql.WriteString(`owner AS (UPDATE workflow_executions SET current_step_id = ? WHERE ` + ownedLive + ownerCheck + ` RETURNING execution_id) ` +
+			`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, input, attempt, started_at) ` +
+			`SELECT ?, execution_id, ?, ?, ?::jsonb, ?::integer, ? FROM owner RETURNING *`)
+		args = append(args, p.StepID, p.ExecutionID, p.NodeID, newID(), p.StepID, models.StepRunning, in, p.Attempt, now)
+		err = s.query(ctx).Raw(sql.String(), args...).Scan(&steps).Error
 	} else {
 		err = s.query(ctx).Transaction(func(tx *gorm.DB) error {
+			if previous != nil {
+				res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
+				if res.Error != nil || res.RowsAffected == 0 {
+					return res.Error
+				}
+			}
 			res := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).UpdateColumn("current_step_id", p.StepID)
 			if res.Error != nil || res.RowsAffected == 0 {
 				return res.Error
 			}
-			return tx.Raw(InsertStepSQL, args[3], p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, s.dialect.now()).Scan(&steps).Error
+			return tx.Raw(InsertStepSQL, newID(), p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, now).Scan(&steps).Error
 		})
 	}
 	if err == nil && len(steps) == 0 {
@@ -178,28 +210,49 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 	return &steps[0], nil
 }
 
-// FinishStep implements OwnerRepository.
-func (s *Storage) FinishStep(ctx context.Context, p FinishStepParams) error {
+// stepOutcome is a validated FinishStepParams, ready to write.
+type stepOutcome struct {
+	id     string
+	status models.StepStatus
+	output models.JSON
+	err    *string
+}
+
+func newStepOutcome(p FinishStepParams) (*stepOutcome, error) {
 	if err := checkID("step execution id", p.StepExecutionID); err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkID("node id", p.NodeID); err != nil {
-		return err
+		return nil, err
 	}
 	if !p.Status.Valid() {
-		return fmt.Errorf("step status %q: %w", p.Status, ErrInvalidArgument)
+		return nil, fmt.Errorf("step status %q: %w", p.Status, ErrInvalidArgument)
 	}
 	if err := checkText("step error", p.Error); err != nil {
-		return err
+		return nil, err
 	}
 	out, err := encodeJSON("step output", p.Output)
 	if err != nil {
+		return nil, err
+	}
+	return &stepOutcome{id: p.StepExecutionID, status: p.Status, output: out, err: nullable(p.Error)}, nil
+}
+
+// update writes the outcome if nodeID owns the live execution.
+func (o *stepOutcome) update(db *gorm.DB, d dialect, executionID, nodeID string) *gorm.DB {
+	return db.Model(&models.StepExecution{StepExecutionID: o.id}).
+		Where("execution_id = ?", executionID).
+		Where("EXISTS (SELECT 1 FROM workflow_executions WHERE "+ownedLive+")", executionID, nodeID).
+		Updates(map[string]any{"status": o.status, "output": o.output, "error": o.err, "completed_at": d.now()})
+}
+
+// FinishStep implements OwnerRepository.
+func (s *Storage) FinishStep(ctx context.Context, p FinishStepParams) error {
+	outcome, err := newStepOutcome(p)
+	if err != nil {
 		return err
 	}
-	res := s.query(ctx).Model(&models.StepExecution{StepExecutionID: p.StepExecutionID}).
-		Where("execution_id = ?", p.ExecutionID).
-		Where("EXISTS (SELECT 1 FROM workflow_executions WHERE "+ownedLive+")", p.ExecutionID, p.NodeID).
-		Updates(map[string]any{"status": p.Status, "output": out, "error": nullable(p.Error), "completed_at": s.dialect.now()})
+	res := outcome.update(s.query(ctx), s.dialect, p.ExecutionID, p.NodeID)
 	switch {
 	case res.Error != nil:
 		return fmt.Errorf("finishing step execution %s: %w", p.StepExecutionID, res.Error)

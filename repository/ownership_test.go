@@ -166,3 +166,31 @@ func TestOwner_ReceiveSignal(t *testing.T) {
 		require.True(t, ok)
 	})
 }
+
+func TestOwner_StartStepCarriesPreviousCompletion(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		ctx := t.Context()
+		e := create(t, s, repository.NewExecution{NodeID: "n1"})
+		first, err := s.StartStep(ctx, repository.StartStepParams{ExecutionID: e.ExecutionID, StepID: "a", NodeID: "n1", Attempt: 1})
+		require.NoError(t, err)
+		done := &repository.FinishStepParams{ExecutionID: e.ExecutionID, StepExecutionID: first.StepExecutionID, NodeID: "n1", Status: models.StepCompleted, Output: 1}
+		second, err := s.StartStep(ctx, repository.StartStepParams{ExecutionID: e.ExecutionID, StepID: "b", NodeID: "n1", Attempt: 1, Previous: done})
+		require.NoError(t, err)
+		h, err := s.GetStepExecutionHistory(ctx, e.ExecutionID)
+		require.NoError(t, err)
+		require.Equal(t, []models.StepStatus{models.StepCompleted, models.StepRunning}, []models.StepStatus{h[0].Status, h[1].Status})
+		require.JSONEq(t, "1", string(h[0].Output))
+
+		// Fenced: neither the completion nor the start is written.
+		got, err := s.GetExecution(ctx, e.ExecutionID)
+		require.NoError(t, err)
+		require.NoError(t, s.TransferOwnership(ctx, e.ExecutionID, "n2", got.Version))
+		done = &repository.FinishStepParams{ExecutionID: e.ExecutionID, StepExecutionID: second.StepExecutionID, NodeID: "n1", Status: models.StepCompleted, Output: 2}
+		_, err = s.StartStep(ctx, repository.StartStepParams{ExecutionID: e.ExecutionID, StepID: "c", NodeID: "n1", Attempt: 1, Previous: done})
+		require.ErrorIs(t, err, repository.ErrConcurrentUpdate)
+		h, err = s.GetStepExecutionHistory(ctx, e.ExecutionID)
+		require.NoError(t, err)
+		require.Len(t, h, 2)
+		require.Equal(t, models.StepRunning, h[1].Status)
+	})
+}

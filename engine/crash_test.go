@@ -168,6 +168,11 @@ func crashTest(t *testing.T, dialect string) {
 		EndedAt                     *int64
 	}
 	require.NoError(t, s.DB().Raw(`SELECT execution_id, step_id, node_id, started_at, ended_at FROM step_runs`).Scan(&runs).Error)
+	ranOn := map[string]bool{}
+	for _, r := range runs {
+		ranOn[r.NodeID] = true
+	}
+	require.Greater(t, len(ranOn), 1, "the work was spread over the live nodes")
 	byStep := map[string][]int{}
 	for i, r := range runs {
 		byStep[r.ExecutionID+"/"+r.StepID] = append(byStep[r.ExecutionID+"/"+r.StepID], i)

@@ -1,0 +1,54 @@
+// Package engine runs durable, code-first workflows on the workflow storage.
+//
+// A workflow is a Go function ([WorkflowFunc]) that does its work in steps.
+// [Step] runs a function once per execution and journals its result in the
+// step_executions table; when a node dies, another node resumes the workflow
+// from the top, and every step that already completed returns its journaled
+// result instead of running again. The [Engine] registers workflows, starts
+// executions, and runs them: it recovers its own work at startup, heartbeats
+// for the executions it owns, and claims those whose node stopped beating.
+//
+//	e := engine.New(store, engine.Config{NodeID: "node-1"})
+//	_ = e.Register(models.WorkflowDefinition{ID: "order", Version: "v1"}, processOrder)
+//	go e.Run(ctx)
+//	id, _ := e.Start(ctx, "order", "v1", Order{ID: 42})
+//	exec, _ := e.Await(ctx, id)
+//
+// # Writing workflows
+//
+// Between steps, a workflow must be deterministic: on replay it must call the
+// same steps, with the same ids, in the same order. Anything that touches the
+// outside world or reads the clock belongs in a step. Step ids are unique
+// within an execution; in loops and in [Parallel] or [Map], build them from
+// the index.
+//
+// A step's side effects are at least once: if its node dies after the effect
+// and before the result is journaled, the step runs again (with the next
+// attempt number) on the node that takes over. Pass the outside world an
+// idempotency key, ctx.ExecutionID() + "/" + stepID.
+//
+// # Waiting
+//
+// [Sleep] journals its wake-up time, so a workflow resumed after a crash
+// sleeps only what is left. [AwaitSignal] consumes exactly one signal sent
+// with [Engine.Signal] and journals it in the same transaction; on replay it
+// returns the same payload without consuming another. [Engine.Cancel] wakes
+// both.
+//
+// # Failures, retries, timeouts
+//
+// [WithRetry] retries a failing step with exponential backoff and jitter. A
+// workflow that returns an error ends FAILED with the error stored; one whose
+// step keeps dying with its node ends FAILED after Config.MaxStepCrashes. A
+// definition whose Spec holds {"timeout": "10m"} ends TIMED_OUT after that
+// long.
+//
+// # Many nodes
+//
+// Any number of engines may share one PostgreSQL database (or one SQLite
+// file on one machine). Each execution has one owner; a takeover bumps its
+// version, and every checkpoint is conditional on still owning it, so a node
+// that was paused and presumed dead gets [ErrOwnershipLost] and writes
+// nothing more. With the default Config a dead node's work resumes elsewhere
+// about ten seconds after it died.
+package engine

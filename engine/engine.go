@@ -172,7 +172,10 @@ func (e *Engine) Start(ctx context.Context, definitionID, version string, input 
 	}
 	if in.NodeID != "" {
 		if err := e.Resume(runCtx, exec); err != nil {
-			return "", err
+			// Run ended meanwhile: the execution is recorded and owned here, and
+			// this node's next start, or another node after the stale
+			// threshold, runs it.
+			e.log.LogAttrs(ctx, slog.LevelInfo, "started execution not run here", slog.String("execution_id", exec.ExecutionID))
 		}
 	} else if runCtx != nil {
 		e.triggerSweep() // unowned: claim it as soon as a slot is free
@@ -195,8 +198,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.runCtx = ctx
 	regs := make([]*registration, 0, len(e.workflows))
-	for _, reg := range e.workflows {
+	keys := make([]repository.DefinitionKey, 0, len(e.workflows))
+	for key, reg := range e.workflows {
 		regs = append(regs, reg)
+		keys = append(keys, repository.DefinitionKey{ID: key.id, Version: key.version})
 	}
 	e.mu.Unlock()
 	defer func() {
@@ -222,6 +227,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		recovery.WithCapacity(e.freeSlots),
 		recovery.WithHeartbeatHook(e.checkOwnership),
 		recovery.WithSweepTrigger(e.sweepNow),
+		recovery.WithDefinitions(keys...), // claim only what this node can run
 	)
 	if _, err := svc.RecoverOnStartup(ctx, e.cfg.StaleThreshold, e.cfg.HeartbeatInterval); err != nil && ctx.Err() == nil {
 		return err
@@ -231,9 +237,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	return err
 }
 
+// freeSlots is how many more executions a sweep may claim: none for an
+// engine with no workflows, which could run nothing it claimed.
 func (e *Engine) freeSlots() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if len(e.workflows) == 0 {
+		return 0
+	}
 	return e.cfg.MaxConcurrent - len(e.running)
 }
 

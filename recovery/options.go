@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/repository"
 )
 
 // Defaults of a Service; Run uses them unless an option or RecoverOnStartup's
@@ -66,3 +67,9 @@ func WithHeartbeatHook(hook func(ctx context.Context, owned []string)) Option {
 // WithSweepTrigger lets a caller ask for a sweep now, by sending on the
 // channel, instead of at the next tick.
 func WithSweepTrigger(now <-chan struct{}) Option { return func(s *Service) { s.sweepNow = now } }
+
+// WithDefinitions restricts recovery and sweeps to executions of these
+// definitions, the ones the node can run (default: all).
+func WithDefinitions(defs ...repository.DefinitionKey) Option {
+	return func(s *Service) { s.definitions = defs }
+}

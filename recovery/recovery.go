@@ -52,6 +52,7 @@ type Service struct {
 	capacity          func() int
 	onHeartbeat       func(context.Context, []string)
 	sweepNow          <-chan struct{}
+	definitions       []repository.DefinitionKey
 }
 
 // NewService returns the recovery service of node nodeID.
@@ -119,6 +120,9 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 	}
 	for i := range live {
 		e := &live[i]
+		if !s.runs(e) {
+			continue // another node's kind of work
+		}
 		report.Total++
 		owner := ""
 		if e.NodeID != nil {
@@ -152,6 +156,19 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 		slog.Int("total", report.Total), slog.Int("recovered", report.Recovered), slog.Int("claimed", report.Claimed),
 		slog.Int("transferred", report.Transferred), slog.Int("failed", report.Failed))
 	return report, nil
+}
+
+// runs reports whether this node runs executions of e's definition.
+func (s *Service) runs(e *models.WorkflowExecution) bool {
+	if len(s.definitions) == 0 {
+		return true
+	}
+	for _, d := range s.definitions {
+		if d.ID == e.DefinitionID && d.Version == e.DefinitionVersion {
+			return true
+		}
+	}
+	return false
 }
 
 // skipOrFail counts a lost race as nothing and any other error as a failure.
@@ -229,7 +246,9 @@ func (s *Service) Sweep(ctx context.Context) int {
 	if limit < 1 {
 		return 0
 	}
-	claimed, err := s.store.ClaimExecutions(ctx, repository.ClaimParams{NodeID: s.nodeID, StaleThreshold: s.staleThreshold, Limit: limit})
+	claimed, err := s.store.ClaimExecutions(ctx, repository.ClaimParams{
+		NodeID: s.nodeID, StaleThreshold: s.staleThreshold, Limit: limit, Definitions: s.definitions,
+	})
 	if err != nil {
 		if ctx.Err() == nil {
 			s.logger.LogAttrs(ctx, slog.LevelWarn, "sweep", slog.String("node_id", s.nodeID), slog.String("error", err.Error()))

@@ -170,3 +170,23 @@ func TestInvalidConfig(t *testing.T) {
 	err = recovery.NewService(s, "n", recovery.WithStaleThreshold(time.Second), recovery.WithHeartbeatInterval(time.Second)).Run(t.Context())
 	require.ErrorIs(t, err, recovery.ErrInvalidConfig)
 }
+
+func TestRecoverOnStartup_OnlyKnownDefinitions(t *testing.T) {
+	t.Parallel()
+	testutil.ForEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		setup(t, s)
+		ctx := t.Context()
+		require.NoError(t, s.SaveDefinition(ctx, &models.WorkflowDefinition{ID: "refund", Version: "v1", Name: "refund"}))
+		order := create(t, s, "", models.ExecutionPending, 0)
+		refund, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "refund", DefinitionVersion: "v1"})
+		require.NoError(t, err)
+
+		r := newResumer()
+		svc := recovery.NewService(s, "me", recovery.WithResumer(r), recovery.WithDefinitions(repository.DefinitionKey{ID: "refund", Version: "v1"}))
+		report, err := svc.RecoverOnStartup(ctx, 5*time.Minute, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, recovery.Report{Total: 1, Claimed: 1}, report)
+		require.Contains(t, r.resumed, refund.ExecutionID)
+		require.NotContains(t, r.resumed, order)
+	})
+}

@@ -24,6 +24,14 @@ type ClaimParams struct {
 	StaleThreshold time.Duration
 	// Limit bounds one claim (a sweep claims in batches).
 	Limit int
+	// Definitions, if not empty, restricts the claim to executions of these
+	// definitions: a node claims only work it can run.
+	Definitions []DefinitionKey
+}
+
+// DefinitionKey names one version of a workflow definition.
+type DefinitionKey struct {
+	ID, Version string
 }
 
 // StartStepParams is the input of StartStep.
@@ -123,12 +131,27 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 	// claimers skip each other's); the outer UPDATE re-checks the condition, so
 	// a row that changed in between is not taken.
 	claimable := `status IN ('PENDING', 'RUNNING') AND (node_id IS NULL OR live_heartbeat < ?)`
+	cutoff := s.dialect.before(p.StaleThreshold)
+	claimArgs := []any{cutoff}
+	if len(p.Definitions) > 0 {
+		pairs := make([]string, len(p.Definitions))
+		for i, d := range p.Definitions {
+			if err := checkDefinitionKey(d.ID, d.Version); err != nil {
+				return nil, err
+			}
+			pairs[i] = "(?, ?)"
+			claimArgs = append(claimArgs, d.ID, d.Version)
+		}
+		claimable += " AND (definition_id, definition_version) IN (" + strings.Join(pairs, ", ") + ")"
+	}
+	args := append([]any{p.NodeID, now, now}, claimArgs...)
+	args = append(args, p.Limit)
+	args = append(args, claimArgs...)
 	var claimed []models.WorkflowExecution
 	err := s.query(ctx).Raw(`UPDATE workflow_executions SET node_id = ?, version = version + 1, last_heartbeat = ?, updated_at = ? `+
 		`WHERE execution_id IN (SELECT execution_id FROM workflow_executions WHERE `+claimable+
 		` ORDER BY live_heartbeat, execution_id LIMIT ?`+s.dialect.claimLock()+`) AND `+claimable+` RETURNING *`,
-		p.NodeID, now, now, s.dialect.before(p.StaleThreshold), p.Limit, s.dialect.before(p.StaleThreshold)).
-		Scan(&claimed).Error
+		args...).Scan(&claimed).Error
 	if err != nil {
 		return nil, fmt.Errorf("claiming executions for %s: %w", p.NodeID, err)
 	}

@@ -60,6 +60,22 @@ func TestOwner_Claim(t *testing.T) {
 	})
 }
 
+func TestOwner_ClaimOnlyKnownDefinitions(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		ctx := t.Context()
+		seedDefinition(t, s, "refund", "v2")
+		order := create(t, s, repository.NewExecution{})
+		refund := create(t, s, repository.NewExecution{DefinitionID: "refund", DefinitionVersion: "v2"})
+		claimed, err := s.ClaimExecutions(ctx, repository.ClaimParams{NodeID: "me", StaleThreshold: time.Minute, Limit: 10,
+			Definitions: []repository.DefinitionKey{{ID: "refund", Version: "v2"}, {ID: "order", Version: "v9"}}})
+		require.NoError(t, err)
+		require.Equal(t, []string{refund.ExecutionID}, ids(claimed))
+		got, err := s.GetExecution(ctx, order.ExecutionID)
+		require.NoError(t, err)
+		require.Nil(t, got.NodeID, "an execution of a definition the node cannot run stays unclaimed")
+	})
+}
+
 func TestOwner_ConcurrentClaimsTakeEachOnce(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		ctx := t.Context()

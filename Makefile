@@ -23,5 +23,6 @@ bench:
 crash:
 	WORKFLOW_CRASH_FULL=1 $(GO) test -count=1 -v -run '^TestCrash_' -timeout 30m ./engine/
 
+# The order-processing demo on an embedded SQLite file (add DEMO_ARGS='-dsn postgres://...' for PostgreSQL).
 demo:
-	@echo "The order-processing demo is coming in the next issue (durable execution)."
+	$(GO) run ./examples/order-processing $(DEMO_ARGS)

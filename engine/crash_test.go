@@ -172,7 +172,7 @@ func crashTest(t *testing.T, dialect string) {
 	for _, r := range runs {
 		ranOn[r.NodeID] = true
 	}
-	require.Greater(t, len(ranOn), 1, "the work was spread over the live nodes")
+	require.Greater(t, len(ranOn), 1, "the work was spread over the live nodes: %v (%d runs)", ranOn, len(runs))
 	byStep := map[string][]int{}
 	for i, r := range runs {
 		byStep[r.ExecutionID+"/"+r.StepID] = append(byStep[r.ExecutionID+"/"+r.StepID], i)

@@ -233,6 +233,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		return err
 	}
 	err := svc.Run(ctx)
+	e.mu.Lock()
+	e.runCtx = nil // no more resumes; then wait for the ones in flight
+	e.mu.Unlock()
 	e.wg.Wait()
 	return err
 }
@@ -264,7 +267,10 @@ func (e *Engine) Resume(ctx context.Context, exec *models.WorkflowExecution) err
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		x.run()
+		retry := x.run()
+		if retry {
+			e.resumeLater(exec.ExecutionID, e.cfg.PollInterval)
+		}
 		e.mu.Lock()
 		delete(e.running, exec.ExecutionID)
 		done := e.finished[exec.ExecutionID]
@@ -276,6 +282,35 @@ func (e *Engine) Resume(ctx context.Context, exec *models.WorkflowExecution) err
 		e.triggerSweep() // a slot is free: look for work now, not at the next tick
 	}()
 	return nil
+}
+
+// resumeLaterMax caps the wait between attempts to resume an execution
+// whose storage calls failed.
+const resumeLaterMax = 30 * time.Second
+
+// resumeLater resumes an execution this node still owns after a pause: its
+// run stopped because the storage failed (a database restart, say), and
+// nobody else will take it over while this node keeps heartbeating it.
+func (e *Engine) resumeLater(executionID string, after time.Duration) {
+	time.AfterFunc(after, func() {
+		e.mu.Lock()
+		ctx := e.runCtx
+		e.mu.Unlock()
+		if ctx == nil {
+			return // stopped: recovery on the next start takes it
+		}
+		exec, err := e.store.GetExecution(ctx, executionID)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.resumeLater(executionID, min(2*after, resumeLaterMax))
+			}
+			return
+		}
+		if exec.Status.Terminal() || exec.NodeID == nil || *exec.NodeID != e.cfg.NodeID {
+			return
+		}
+		_ = e.Resume(ctx, exec)
+	})
 }
 
 func (e *Engine) triggerSweep() {

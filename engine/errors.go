@@ -25,6 +25,10 @@ var (
 	errTimedOut = errors.New("engine: workflow timed out")
 	// errShutdown is the cause of a workflow context whose engine is stopping.
 	errShutdown = errors.New("engine: shutting down")
+	// errStorage is the cause of a workflow context stopped because a
+	// checkpoint failed for a reason other than fencing; the engine resumes it
+	// later.
+	errStorage = errors.New("engine: storage unavailable")
 )
 
 // StepError is the error of a step whose last attempt failed. On replay the

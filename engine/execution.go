@@ -48,30 +48,30 @@ func (x *execution) logger() *slog.Logger {
 	return x.engine.log.With(slog.String("execution_id", x.id))
 }
 
-// run executes the workflow to its end, or until it is stopped.
-func (x *execution) run() {
+// run executes the workflow to its end, or until it is stopped. It reports
+// whether the run must be tried again later because the storage failed.
+func (x *execution) run() (retry bool) {
 	defer x.cancel(nil)
 	e := x.engine
 	log := x.logger()
 	reg, ok := e.registration(x.exec.DefinitionID, x.exec.DefinitionVersion)
 	if !ok {
-		x.finish(models.ExecutionFailed, nil, fmt.Errorf("%s@%s on node %s: %w",
+		return x.finish(models.ExecutionFailed, nil, fmt.Errorf("%s@%s on node %s: %w",
 			x.exec.DefinitionID, x.exec.DefinitionVersion, e.cfg.NodeID, ErrNotRegistered))
-		return
 	}
 	// An execution untouched since it was created (PENDING at version 1) has
 	// no journal to read: steps run only once it is RUNNING.
 	fresh := x.exec.Status == models.ExecutionPending && x.exec.Version == 1
 	if err := x.markRunning(reg.timeout > 0); err != nil {
 		log.LogAttrs(x.ctx, slog.LevelInfo, "not starting execution", slog.String("reason", err.Error()))
-		return
+		return transient(err) && x.ctx.Err() == nil
 	}
 	var history []models.StepExecution
 	if !fresh {
 		var err error
 		if history, err = e.store.GetStepExecutionHistory(x.ctx, x.id); err != nil {
 			log.LogAttrs(x.ctx, slog.LevelWarn, "reading journal", slog.String("error", err.Error()))
-			return // still owned: the next recovery retries
+			return x.ctx.Err() == nil
 		}
 	}
 	if reg.timeout > 0 {
@@ -93,16 +93,24 @@ func (x *execution) run() {
 	}
 	switch {
 	case errors.Is(cause, errTimedOut):
-		x.finish(models.ExecutionTimedOut, nil, fmt.Errorf("%w after %s", errTimedOut, reg.timeout))
+		return x.finish(models.ExecutionTimedOut, nil, fmt.Errorf("%w after %s", errTimedOut, reg.timeout))
 	case cause != nil:
 		log.LogAttrs(context.Background(), slog.LevelInfo, "execution stopped", slog.String("cause", cause.Error()))
+		return errors.Is(cause, errStorage)
 	case errors.Is(err, ErrOwnershipLost), errors.Is(err, ErrCancelled), errors.Is(err, errShutdown):
 		log.LogAttrs(context.Background(), slog.LevelInfo, "execution stopped", slog.String("cause", err.Error()))
+		return false
 	case err != nil:
-		x.finish(models.ExecutionFailed, nil, err)
-	default:
-		x.finish(models.ExecutionCompleted, output, nil)
+		return x.finish(models.ExecutionFailed, nil, err)
 	}
+	return x.finish(models.ExecutionCompleted, output, nil)
+}
+
+// transient reports whether a failed storage call may succeed if tried again:
+// anything but fencing, a missing row and bad input.
+func transient(err error) bool {
+	return !errors.Is(err, repository.ErrConcurrentUpdate) && !errors.Is(err, repository.ErrNotFound) &&
+		!errors.Is(err, repository.ErrInvalidArgument) && !errors.Is(err, ErrOwnershipLost)
 }
 
 // markRunning moves a PENDING execution to RUNNING, with the version it was
@@ -145,7 +153,9 @@ func (x *execution) call(fn WorkflowFunc, wctx *Context) (output any, err error)
 // that may have ended (a timeout ends the workflow's own).
 const finishTimeout = 30 * time.Second
 
-func (x *execution) finish(status models.ExecutionStatus, output any, failure error) {
+// finish stores the execution's end. It reports whether the write must be
+// tried again later (the storage failed; the execution is still owned here).
+func (x *execution) finish(status models.ExecutionStatus, output any, failure error) (retry bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.ctx), finishTimeout)
 	defer cancel()
 	p := repository.FinishExecutionParams{ExecutionID: x.id, NodeID: x.engine.cfg.NodeID, Status: status, Output: output}
@@ -161,15 +171,26 @@ func (x *execution) finish(status models.ExecutionStatus, output any, failure er
 	log := x.logger()
 	if err != nil {
 		log.LogAttrs(ctx, slog.LevelWarn, "finishing execution", slog.String("status", string(status)), slog.String("error", err.Error()))
-		return
+		return transient(err)
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "execution finished", slog.String("status", string(p.Status)))
+	return false
 }
 
 // checkpointError turns a fenced write's miss into why this node lost the
 // execution, and stops the workflow with it.
 func (x *execution) checkpointError(err error) error {
 	if !errors.Is(err, repository.ErrConcurrentUpdate) {
+		if cause := x.cause(); cause != nil {
+			return cause
+		}
+		if transient(err) {
+			// Not this node's fault nor the workflow's: stop, keep the
+			// execution, and resume it when the storage answers again.
+			cause := fmt.Errorf("%w: %w", errStorage, err)
+			x.stop(cause)
+			return cause
+		}
 		return err
 	}
 	cause := x.engine.lostCause(context.WithoutCancel(x.ctx), x.id)

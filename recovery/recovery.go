@@ -93,7 +93,8 @@ func (s *Service) validate() error {
 // RecoverOnStartup resumes the live executions this node owns whose heartbeat
 // is fresh, and takes over (then resumes) those that are unowned, stale, or
 // this node's own but stale, with the version it read. An execution another
-// node took first is skipped quietly. Non-zero staleThreshold and
+// node took first is skipped quietly, and so is other nodes' work once the
+// capacity (WithCapacity) is used up. Non-zero staleThreshold and
 // heartbeatInterval also become the settings of a later Run.
 func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbeatInterval time.Duration) (Report, error) {
 	if staleThreshold > 0 {
@@ -136,6 +137,9 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 			}
 			s.resume(ctx, &report, e, &report.Recovered)
 		case owner == s.nodeID, owner == "", isStale[e.ExecutionID]:
+			if owner != s.nodeID && s.capacity != nil && s.capacity() < 1 {
+				continue // no room: a later sweep takes it, here or elsewhere
+			}
 			if err := s.store.TransferOwnership(ctx, e.ExecutionID, s.nodeID, e.Version); err != nil {
 				s.skipOrFail(ctx, &report, e, err)
 				continue

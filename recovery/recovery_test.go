@@ -190,3 +190,22 @@ func TestRecoverOnStartup_OnlyKnownDefinitions(t *testing.T) {
 		require.NotContains(t, r.resumed, order)
 	})
 }
+
+func TestRecoverOnStartup_RespectsCapacity(t *testing.T) {
+	t.Parallel()
+	testutil.ForEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		setup(t, s)
+		mine := create(t, s, "me", models.ExecutionRunning, time.Hour)
+		for range 5 {
+			create(t, s, "", models.ExecutionPending, 0)
+		}
+		r := newResumer()
+		free := 2
+		svc := recovery.NewService(s, "me", recovery.WithResumer(r), recovery.WithCapacity(func() int { return free - len(r.resumed) }))
+		report, err := svc.RecoverOnStartup(t.Context(), 5*time.Minute, time.Minute)
+		require.NoError(t, err)
+		require.Contains(t, r.resumed, mine, "its own work is always resumed")
+		require.Len(t, r.resumed, 2, "and other work only up to the capacity")
+		require.Equal(t, 1, report.Claimed)
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plexspaces/workflow/models"
@@ -44,6 +45,9 @@ type Engine struct {
 	signals   map[string]chan struct{}
 	wg        sync.WaitGroup
 	sweepNow  chan struct{}
+	// backlog is set once Start has left an execution unowned for lack of a
+	// slot; from then on every finished execution triggers a sweep at once.
+	backlog atomic.Bool
 }
 
 var _ recovery.Resumer = (*Engine)(nil)
@@ -177,7 +181,8 @@ func (e *Engine) Start(ctx context.Context, definitionID, version string, input 
 			// threshold, runs it.
 			e.log.LogAttrs(ctx, slog.LevelInfo, "started execution not run here", slog.String("execution_id", exec.ExecutionID))
 		}
-	} else if runCtx != nil {
+	} else if local && runCtx != nil {
+		e.backlog.Store(true)
 		e.triggerSweep() // unowned: claim it as soon as a slot is free
 	}
 	return exec.ExecutionID, nil
@@ -279,7 +284,9 @@ func (e *Engine) Resume(ctx context.Context, exec *models.WorkflowExecution) err
 		if done != nil {
 			close(done)
 		}
-		e.triggerSweep() // a slot is free: look for work now, not at the next tick
+		if e.backlog.Load() {
+			e.triggerSweep() // a slot is free and work may wait: look now, not at the next tick
+		}
 	}()
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 // UpsertDefinitionSQL is the statement SaveDefinition runs.
 const UpsertDefinitionSQL = `INSERT INTO workflow_definitions (id, version, name, definition, created_at, updated_at) ` +
 	`VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id, version) DO UPDATE SET ` +
-	`name = excluded.name, definition = excluded.definition, updated_at = excluded.updated_at RETURNING *`
+	`name = excluded.name, definition = excluded.definition, updated_at = excluded.updated_at` + returningDefinition
 
 // SaveDefinition implements DefinitionRepository.
 func (s *Storage) SaveDefinition(ctx context.Context, def *models.WorkflowDefinition) error {

@@ -22,7 +22,7 @@ func newID() string { return uuid.Must(uuid.NewV7()).String() }
 // times on SQLite.
 const InsertExecutionSQL = `INSERT INTO workflow_executions ` +
 	`(execution_id, definition_id, definition_version, status, input, node_id, version, last_heartbeat, created_at, updated_at) ` +
-	`VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?) RETURNING *`
+	`VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)` + returningExecution
 
 // CreateExecution implements ExecutionRepository.
 func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models.WorkflowExecution, error) {

@@ -2,6 +2,8 @@ package repository
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -85,15 +87,29 @@ func openSQLite(ctx context.Context, dsn string, memory bool, opts []Option) (*S
 	closers := []func() error{pool.Close}
 	if memory {
 		// A memdb database vanishes with its last connection: hold one open
-		// until Close, whatever the pool does with idle ones.
-		keeper, err := pool.Conn(ctx)
+		// until Close, outside the pool so that it never takes a pool slot.
+		keeper, err := keepOpen(ctx, dsn)
 		if err != nil {
 			_ = pool.Close()
 			return nil, fmt.Errorf("opening in-memory SQLite: %w", err)
 		}
-		closers = append(closers, keeper.Close)
+		closers = append([]func() error{keeper}, closers...)
 	}
 	return finishOpen(ctx, db, cfg, closers)
+}
+
+// keepOpen opens one connection to dsn and returns what closes it.
+func keepOpen(ctx context.Context, dsn string) (func() error, error) {
+	db, err := sql.Open(sqlite.DriverName, dsn)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return func() error { return errors.Join(conn.Close(), db.Close()) }, nil
 }
 
 // NewPostgres opens a PostgreSQL database from a "postgres://" or

@@ -150,7 +150,7 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 	var claimed []models.WorkflowExecution
 	err := s.query(ctx).Raw(`UPDATE workflow_executions SET node_id = ?, version = version + 1, last_heartbeat = ?, updated_at = ? `+
 		`WHERE execution_id IN (SELECT execution_id FROM workflow_executions WHERE `+claimable+
-		` ORDER BY live_heartbeat, execution_id LIMIT ?`+s.dialect.claimLock()+`) AND `+claimable+` RETURNING *`,
+		` ORDER BY live_heartbeat, execution_id LIMIT ?`+s.dialect.claimLock()+`) AND `+claimable+returningExecution,
 		args...).Scan(&claimed).Error
 	if err != nil {
 		return nil, fmt.Errorf("claiming executions for %s: %w", p.NodeID, err)
@@ -203,7 +203,7 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 		}
 		sql.WriteString(`owner AS (UPDATE workflow_executions SET current_step_id = ? WHERE ` + ownedLive + ownerCheck + ` RETURNING execution_id) ` +
 			`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, input, attempt, started_at) ` +
-			`SELECT ?, execution_id, ?, ?, ?::jsonb, ?::integer, ? FROM owner RETURNING *`)
+			`SELECT ?, execution_id, ?, ?, ?::jsonb, ?::integer, ? FROM owner` + returningStep)
 		args = append(args, p.StepID, p.ExecutionID, p.NodeID, newID(), p.StepID, models.StepRunning, in, p.Attempt, now)
 		err = s.query(ctx).Raw(sql.String(), args...).Scan(&steps).Error
 	} else {
@@ -316,7 +316,7 @@ func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*mo
 		received = true
 		now := s.dialect.now()
 		return tx.Raw(`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, output, attempt, started_at, completed_at) `+
-			`VALUES (?, ?, ?, ?, ?, 1, ?, ?) RETURNING *`,
+			`VALUES (?, ?, ?, ?, ?, 1, ?, ?)`+returningStep,
 			newID(), p.ExecutionID, p.StepID, models.StepCompleted, sigs[0].Payload, now, now).Scan(&step).Error
 	})
 	if s.dialect.isUniqueViolation(err) {

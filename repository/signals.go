@@ -14,7 +14,7 @@ const InsertSignalSQL = `INSERT INTO signals (signal_id, execution_id, signal_na
 // dialect's claim lock: on PostgreSQL, concurrent consumers skip a row another
 // is deleting and take the next, so each signal goes to exactly one of them.
 const consumeSignalSQL = `DELETE FROM signals WHERE seq = (SELECT seq FROM signals ` +
-	`WHERE execution_id = ? AND signal_name = ? ORDER BY seq LIMIT 1%s) RETURNING *`
+	`WHERE execution_id = ? AND signal_name = ? ORDER BY seq LIMIT 1%s)` + returningSignal
 
 // ConsumeSignalSQL returns the statement ConsumeSignal runs on a dialect
 // ("sqlite" or "postgres").

@@ -10,7 +10,7 @@ import (
 // InsertStepSQL is the statement CreateStepExecution runs.
 const InsertStepSQL = `INSERT INTO step_executions ` +
 	`(step_execution_id, execution_id, step_id, status, input, attempt, started_at) ` +
-	`VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *`
+	`VALUES (?, ?, ?, ?, ?, ?, ?)` + returningStep
 
 // CreateStepExecution implements StepRepository.
 func (s *Storage) CreateStepExecution(ctx context.Context, executionID, stepID string, input any, attempt int) (*models.StepExecution, error) {

@@ -56,7 +56,7 @@ func timeValue(t *time.Time) driver.Value {
 }
 
 // ExecutionRows returns sqlmock rows holding execs, in the column order the
-// repository reads (RETURNING * may add live_heartbeat; GORM ignores it).
+// repository reads and returns.
 func ExecutionRows(execs ...models.WorkflowExecution) *sqlmock.Rows {
 	rows := sqlmock.NewRows(executionColumns)
 	for _, e := range execs {

@@ -37,19 +37,6 @@ func benchStorage(b *testing.B, dialect string, conns int) *repository.Storage {
 	return testutil.NewPostgresStorage(b, repository.WithMaxOpenConns(conns))
 }
 
-func countStatements(b *testing.B, db *gorm.DB) *atomic.Int64 {
-	var n atomic.Int64
-	count := func(*gorm.DB) { n.Add(1) }
-	cb := db.Callback()
-	require.NoError(b, cb.Create().After("gorm:create").Register("bench:count", count))
-	require.NoError(b, cb.Query().After("gorm:query").Register("bench:count", count))
-	require.NoError(b, cb.Update().After("gorm:update").Register("bench:count", count))
-	require.NoError(b, cb.Delete().After("gorm:delete").Register("bench:count", count))
-	require.NoError(b, cb.Raw().After("gorm:raw").Register("bench:count", count))
-	require.NoError(b, cb.Row().After("gorm:row").Register("bench:count", count))
-	return &n
-}
-
 var benchConcurrency = []int{1, 16}
 
 func BenchmarkWorkflows(b *testing.B) {
@@ -70,7 +57,7 @@ func BenchmarkWorkflows(b *testing.B) {
 				done := make(chan error, 1)
 				go func() { done <- e.Run(ctx) }()
 				defer func() { cancel(); require.NoError(b, <-done) }()
-				stmts := countStatements(b, s.DB())
+				stmts := testutil.CountStatements(b, s.DB())
 
 				// C clients, each starting a workflow and awaiting it, until b.N ran.
 				var next atomic.Int64

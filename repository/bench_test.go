@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"gorm.io/gorm"
 
 	"github.com/plexspaces/workflow/models"
 	"github.com/plexspaces/workflow/repository"
@@ -24,22 +23,9 @@ func forEachDialectBench(b *testing.B, fn func(b *testing.B, s *repository.Stora
 		b.Run(d, func(b *testing.B) {
 			s := testutil.NewStorage(b, d)
 			seedDefinition(b, s, "order", "v1")
-			fn(b, s, countStatements(b, s))
+			fn(b, s, testutil.CountStatements(b, s.DB()))
 		})
 	}
-}
-
-func countStatements(b *testing.B, s *repository.Storage) *atomic.Int64 {
-	var n atomic.Int64
-	count := func(*gorm.DB) { n.Add(1) }
-	cb := s.DB().Callback()
-	require.NoError(b, cb.Create().After("gorm:create").Register("bench:count", count))
-	require.NoError(b, cb.Query().After("gorm:query").Register("bench:count", count))
-	require.NoError(b, cb.Update().After("gorm:update").Register("bench:count", count))
-	require.NoError(b, cb.Delete().After("gorm:delete").Register("bench:count", count))
-	require.NoError(b, cb.Raw().After("gorm:raw").Register("bench:count", count))
-	require.NoError(b, cb.Row().After("gorm:row").Register("bench:count", count))
-	return &n
 }
 
 func report(b *testing.B, stmts *atomic.Int64) {

@@ -112,15 +112,24 @@ func crashTest(t *testing.T, dialect string) {
 		startNode()
 	}
 
+	// The first kill lands as soon as the nodes are at work; then one every
+	// killEvery until all workflows are done.
+	require.Eventually(t, func() bool {
+		var n int64
+		require.NoError(t, s.DB().Table("step_runs").Count(&n).Error)
+		return n > 0
+	}, time.Minute, 5*time.Millisecond, "no node started working")
 	deadline := time.Now().Add(cfg.deadline)
 	kills := 0
 	for time.Now().Before(deadline) {
+		if kills > 0 {
+			time.Sleep(cfg.killEvery) // the pace of the chaos, not a wait for an event
+		}
 		live, err := s.ListExecutionsByStatus(ctx, models.LiveExecutionStatuses(), nil)
 		require.NoError(t, err)
 		if len(live) == 0 {
 			break
 		}
-		time.Sleep(cfg.killEvery) // the pace of the chaos, not a wait for an event
 		names := make([]string, 0, len(nodes))
 		for id := range nodes {
 			names = append(names, id)

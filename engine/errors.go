@@ -39,6 +39,7 @@ type StepError struct {
 	Err     error
 }
 
+// Error names the step, the attempt and the failure.
 func (e *StepError) Error() string {
 	return fmt.Sprintf("step %s failed after attempt %d: %v", e.StepID, e.Attempt, e.Err)
 }

@@ -79,12 +79,7 @@ func (c *Context) nextWait(name string) int {
 }
 
 // stopped returns why the workflow must stop now, or nil.
-func (c *Context) stopped() error {
-	if cause := c.x.cause(); cause != nil {
-		return cause
-	}
-	return nil
-}
+func (c *Context) stopped() error { return c.x.cause() }
 
 // defer queues a step's completion for the next checkpoint.
 func (c *Context) deferCompletion(p repository.FinishStepParams) {

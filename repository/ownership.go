@@ -182,7 +182,7 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 		if p.Previous.ExecutionID != p.ExecutionID || p.Previous.NodeID != p.NodeID {
 			return nil, fmt.Errorf("previous step of another execution or node: %w", ErrInvalidArgument)
 		}
-		if previous, err = newStepOutcome(*p.Previous); err != nil {
+		if previous, err = newFinishOutcome(*p.Previous); err != nil {
 			return nil, err
 		}
 	}
@@ -241,24 +241,33 @@ type stepOutcome struct {
 	err    *string
 }
 
-func newStepOutcome(p FinishStepParams) (*stepOutcome, error) {
-	if err := checkID("step execution id", p.StepExecutionID); err != nil {
+func newStepOutcome(stepExecutionID string, status models.StepStatus, output any, errMsg string) (*stepOutcome, error) {
+	if err := checkID("step execution id", stepExecutionID); err != nil {
 		return nil, err
 	}
-	if err := checkID("node id", p.NodeID); err != nil {
+	if !status.Valid() {
+		return nil, fmt.Errorf("step status %q: %w", status, ErrInvalidArgument)
+	}
+	if err := checkText("step error", errMsg); err != nil {
 		return nil, err
 	}
-	if !p.Status.Valid() {
-		return nil, fmt.Errorf("step status %q: %w", p.Status, ErrInvalidArgument)
-	}
-	if err := checkText("step error", p.Error); err != nil {
-		return nil, err
-	}
-	out, err := encodeJSON("step output", p.Output)
+	out, err := encodeJSON("step output", output)
 	if err != nil {
 		return nil, err
 	}
-	return &stepOutcome{id: p.StepExecutionID, status: p.Status, output: out, err: nullable(p.Error)}, nil
+	return &stepOutcome{id: stepExecutionID, status: status, output: out, err: nullable(errMsg)}, nil
+}
+
+func newFinishOutcome(p FinishStepParams) (*stepOutcome, error) {
+	if err := checkID("node id", p.NodeID); err != nil {
+		return nil, err
+	}
+	return newStepOutcome(p.StepExecutionID, p.Status, p.Output, p.Error)
+}
+
+// values are the columns the outcome sets.
+func (o *stepOutcome) values(d dialect) map[string]any {
+	return map[string]any{"status": o.status, "output": o.output, "error": o.err, "completed_at": d.now()}
 }
 
 // update writes the outcome if nodeID owns the live execution.
@@ -266,12 +275,12 @@ func (o *stepOutcome) update(db *gorm.DB, d dialect, executionID, nodeID string)
 	return db.Model(&models.StepExecution{StepExecutionID: o.id}).
 		Where("execution_id = ?", executionID).
 		Where("EXISTS (SELECT 1 FROM workflow_executions WHERE "+ownedLive+")", executionID, nodeID).
-		Updates(map[string]any{"status": o.status, "output": o.output, "error": o.err, "completed_at": d.now()})
+		Updates(o.values(d))
 }
 
 // FinishStep implements OwnerRepository.
 func (s *Storage) FinishStep(ctx context.Context, p FinishStepParams) error {
-	outcome, err := newStepOutcome(p)
+	outcome, err := newFinishOutcome(p)
 	if err != nil {
 		return err
 	}

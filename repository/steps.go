@@ -43,25 +43,11 @@ func (s *Storage) CreateStepExecution(ctx context.Context, executionID, stepID s
 
 // CompleteStepExecution implements StepRepository.
 func (s *Storage) CompleteStepExecution(ctx context.Context, stepExecutionID string, status models.StepStatus, output any, errMsg string) error {
-	if err := checkID("step execution id", stepExecutionID); err != nil {
-		return err
-	}
-	if !status.Valid() {
-		return fmt.Errorf("step status %q: %w", status, ErrInvalidArgument)
-	}
-	if err := checkText("step error", errMsg); err != nil {
-		return err
-	}
-	out, err := encodeJSON("step output", output)
+	outcome, err := newStepOutcome(stepExecutionID, status, output, errMsg)
 	if err != nil {
 		return err
 	}
-	res := s.query(ctx).Model(&models.StepExecution{StepExecutionID: stepExecutionID}).Updates(map[string]any{
-		"status":       status,
-		"output":       out,
-		"error":        nullable(errMsg),
-		"completed_at": s.dialect.now(),
-	})
+	res := s.query(ctx).Model(&models.StepExecution{StepExecutionID: stepExecutionID}).Updates(outcome.values(s.dialect))
 	switch {
 	case res.Error != nil:
 		return fmt.Errorf("completing step execution %s: %w", stepExecutionID, res.Error)

@@ -28,6 +28,21 @@ type Context struct {
 	// workflow code runs between a step and the next checkpoint, and every
 	// wait writes them first.
 	pending []repository.FinishStepParams
+	// branches counts the Parallel and Map goroutines running now.
+	branches int
+}
+
+// concurrent reports whether branches of Parallel or Map are running.
+func (c *Context) concurrent() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.branches > 0
+}
+
+func (c *Context) addBranches(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.branches += n
 }
 
 func newContext(x *execution, history []models.StepExecution) *Context {
@@ -108,6 +123,15 @@ func (c *Context) putBack(p *repository.FinishStepParams) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pending = append([]repository.FinishStepParams{*p}, c.pending...)
+}
+
+// takeAllPending removes and returns every queued completion.
+func (c *Context) takeAllPending() []repository.FinishStepParams {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pending
+	c.pending = nil
+	return p
 }
 
 // flush writes every queued completion.

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +50,11 @@ type Engine struct {
 	// backlog is set once Start has left an execution unowned for lack of a
 	// slot; from then on every finished execution triggers a sweep at once.
 	backlog atomic.Bool
+	// carried holds step completions a run could not write (the storage
+	// failed), for the next run of the execution on this node.
+	carried map[string][]repository.FinishStepParams
+	// reserved counts slots Start has taken for executions it is creating.
+	reserved int
 }
 
 var _ recovery.Resumer = (*Engine)(nil)
@@ -63,6 +70,7 @@ func New(store repository.WorkflowStorage, cfg Config) *Engine {
 		running:   map[string]*execution{},
 		finished:  map[string]chan struct{}{},
 		signals:   map[string]chan struct{}{},
+		carried:   map[string][]repository.FinishStepParams{},
 		sweepNow:  make(chan struct{}, 1),
 	}
 }
@@ -136,7 +144,9 @@ func (e *Engine) saveDefinition(ctx context.Context, reg *registration) error {
 type StartOption func(*repository.NewExecution)
 
 // WithExecutionID starts the execution under a caller-chosen id. Starting an id
-// that exists returns it and runs nothing twice.
+// that exists with the same definition, version and input (as a JSON value)
+// returns it and runs nothing twice; anything else returns an error matching
+// repository.ErrAlreadyExists that says what differs.
 func WithExecutionID(id string) StartOption {
 	return func(in *repository.NewExecution) { in.ExecutionID = id }
 }
@@ -160,22 +170,34 @@ func (e *Engine) Start(ctx context.Context, definitionID, version string, input 
 			return "", fmt.Errorf("starting %s@%s: %w", definitionID, version, err)
 		}
 	}
+	// Reserve the slot before creating, so that concurrent Starts cannot run
+	// more than MaxConcurrent at once.
 	e.mu.Lock()
 	runCtx := e.runCtx
-	free := e.cfg.MaxConcurrent - len(e.running)
-	e.mu.Unlock()
-	if local && runCtx != nil && free > 0 {
+	reserved := local && runCtx != nil && e.cfg.MaxConcurrent-len(e.running)-e.reserved > 0
+	if reserved {
+		e.reserved++
 		in.NodeID = e.cfg.NodeID
+	}
+	e.mu.Unlock()
+	unreserve := func() {
+		if reserved {
+			e.mu.Lock()
+			e.reserved--
+			e.mu.Unlock()
+		}
 	}
 	exec, err := e.store.CreateExecution(ctx, in)
 	if errors.Is(err, repository.ErrAlreadyExists) {
-		return in.ExecutionID, nil
+		unreserve()
+		return in.ExecutionID, e.sameStart(ctx, in)
 	}
 	if err != nil {
+		unreserve()
 		return "", fmt.Errorf("starting %s@%s: %w", definitionID, version, err)
 	}
-	if in.NodeID != "" {
-		if err := e.Resume(runCtx, exec); err != nil {
+	if reserved {
+		if err := e.resume(runCtx, exec, true); err != nil {
 			// Run ended meanwhile: the execution is recorded and owned here, and
 			// this node's next start, or another node after the stale
 			// threshold, runs it.
@@ -186,6 +208,57 @@ func (e *Engine) Start(ctx context.Context, definitionID, version string, input 
 		e.triggerSweep() // unowned: claim it as soon as a slot is free
 	}
 	return exec.ExecutionID, nil
+}
+
+// sameStart checks that the existing execution in.ExecutionID is the one in
+// asks for: same definition, version and input (compared as JSON values).
+// Anything else is an error matching repository.ErrAlreadyExists.
+func (e *Engine) sameStart(ctx context.Context, in repository.NewExecution) error {
+	cur, err := e.store.GetExecution(ctx, in.ExecutionID)
+	if err != nil {
+		return fmt.Errorf("starting %s: reading the existing execution: %w", in.ExecutionID, err)
+	}
+	var differs []string
+	if cur.DefinitionID != in.DefinitionID || cur.DefinitionVersion != in.DefinitionVersion {
+		differs = append(differs, fmt.Sprintf("it runs %s@%s, not %s@%s", cur.DefinitionID, cur.DefinitionVersion, in.DefinitionID, in.DefinitionVersion))
+	}
+	if !sameJSON(cur.Input, in.Input) {
+		differs = append(differs, "its input differs")
+	}
+	if len(differs) > 0 {
+		return fmt.Errorf("starting %s: an execution with this id exists and %s: %w",
+			in.ExecutionID, strings.Join(differs, " and "), repository.ErrAlreadyExists)
+	}
+	return nil
+}
+
+// sameJSON reports whether a stored document and a caller's input are the
+// same JSON value (key order and spacing aside).
+func sameJSON(stored models.JSON, input any) bool {
+	var raw []byte
+	switch x := input.(type) {
+	case nil:
+	case models.JSON:
+		raw = x
+	case json.RawMessage:
+		raw = x
+	case []byte:
+		raw = x
+	default:
+		b, err := json.Marshal(input)
+		if err != nil {
+			return false
+		}
+		raw = b
+	}
+	if len(raw) == 0 || len(stored) == 0 {
+		return len(raw) == 0 && len(stored) == 0
+	}
+	var a, b any
+	if json.Unmarshal(stored, &a) != nil || json.Unmarshal(raw, &b) != nil {
+		return false
+	}
+	return reflect.DeepEqual(a, b)
 }
 
 // Run recovers this node's work, then runs executions, heartbeats and sweeps
@@ -209,10 +282,13 @@ func (e *Engine) Run(ctx context.Context) error {
 		keys = append(keys, repository.DefinitionKey{ID: key.id, Version: key.version})
 	}
 	e.mu.Unlock()
+	// Every return path stops new resumes, then waits for the workflows in
+	// flight, including those Start began while Run was still starting up.
 	defer func() {
 		e.mu.Lock()
 		e.runCtx = nil
 		e.mu.Unlock()
+		e.wg.Wait()
 	}()
 	for _, reg := range regs {
 		if err := e.saveDefinition(ctx, reg); err != nil {
@@ -237,12 +313,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if _, err := svc.RecoverOnStartup(ctx, e.cfg.StaleThreshold, e.cfg.HeartbeatInterval); err != nil && ctx.Err() == nil {
 		return err
 	}
-	err := svc.Run(ctx)
-	e.mu.Lock()
-	e.runCtx = nil // no more resumes; then wait for the ones in flight
-	e.mu.Unlock()
-	e.wg.Wait()
-	return err
+	return svc.Run(ctx)
 }
 
 // freeSlots is how many more executions a sweep may claim: none for an
@@ -253,14 +324,22 @@ func (e *Engine) freeSlots() int {
 	if len(e.workflows) == 0 {
 		return 0
 	}
-	return e.cfg.MaxConcurrent - len(e.running)
+	return e.cfg.MaxConcurrent - len(e.running) - e.reserved
 }
 
 // Resume runs an execution this node owns, unless it already runs here. It
 // implements recovery.Resumer; ctx must be Run's context.
 func (e *Engine) Resume(ctx context.Context, exec *models.WorkflowExecution) error {
+	return e.resume(ctx, exec, false)
+}
+
+// resume runs exec here; reserved says Start took a slot for it.
+func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, reserved bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if reserved {
+		e.reserved--
+	}
 	if e.runCtx == nil || ctx == nil {
 		return fmt.Errorf("resuming %s: engine %s is not running: %w", exec.ExecutionID, e.cfg.NodeID, ErrInvalidConfig)
 	}
@@ -277,9 +356,13 @@ func (e *Engine) Resume(ctx context.Context, exec *models.WorkflowExecution) err
 			e.resumeLater(exec.ExecutionID, e.cfg.PollInterval)
 		}
 		e.mu.Lock()
+		if !retry {
+			delete(e.carried, exec.ExecutionID)
+		}
 		delete(e.running, exec.ExecutionID)
 		done := e.finished[exec.ExecutionID]
 		delete(e.finished, exec.ExecutionID)
+		delete(e.signals, exec.ExecutionID)
 		e.mu.Unlock()
 		if done != nil {
 			close(done)
@@ -318,6 +401,24 @@ func (e *Engine) resumeLater(executionID string, after time.Duration) {
 		}
 		_ = e.Resume(ctx, exec)
 	})
+}
+
+// carry keeps completions for the next run of an execution here.
+func (e *Engine) carry(executionID string, pending []repository.FinishStepParams) {
+	if len(pending) == 0 {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.carried[executionID] = append(e.carried[executionID], pending...)
+}
+
+func (e *Engine) takeCarried(executionID string) []repository.FinishStepParams {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.carried[executionID]
+	delete(e.carried, executionID)
+	return p
 }
 
 func (e *Engine) triggerSweep() {
@@ -401,8 +502,17 @@ func (e *Engine) Await(ctx context.Context, executionID string) (*models.Workflo
 	}
 }
 
-// Signal sends a signal to an execution; AwaitSignal receives it.
+// Signal sends a signal to an execution; AwaitSignal receives it. A signal to
+// an execution that has ended returns ErrExecutionEnded, and one to an unknown
+// id repository.ErrNotFound: nobody would ever receive it.
 func (e *Engine) Signal(ctx context.Context, executionID, name string, payload any) error {
+	cur, err := e.store.GetExecution(ctx, executionID)
+	if err != nil {
+		return fmt.Errorf("signalling execution %s: %w", executionID, err)
+	}
+	if cur.Status.Terminal() {
+		return fmt.Errorf("signalling execution %s, which is %s: %w", executionID, cur.Status, ErrExecutionEnded)
+	}
 	if err := e.store.SendSignal(ctx, executionID, name, payload); err != nil {
 		return err
 	}

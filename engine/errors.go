@@ -18,8 +18,14 @@ var (
 	ErrNotRegistered = errors.New("engine: workflow not registered")
 	// ErrDuplicateStep: a step id was used twice in one execution.
 	ErrDuplicateStep = errors.New("engine: duplicate step id")
+	// ErrExecutionEnded: the execution has ended (COMPLETED, FAILED, CANCELLED
+	// or TIMED_OUT), so a signal to it would never be received.
+	ErrExecutionEnded = errors.New("engine: execution has ended")
 	// ErrTooManyCrashes: a step's attempts died with their node too often.
 	ErrTooManyCrashes = errors.New("engine: step crashed its node too often")
+	// errUnstorable marks a step result or workflow output that the
+	// database cannot store; it fails the step or workflow without a retry.
+	errUnstorable = errors.New("returned a value that cannot be stored")
 	// errTimedOut is the cause of a workflow context whose definition's
 	// timeout passed.
 	errTimedOut = errors.New("engine: workflow timed out")

@@ -66,6 +66,11 @@ func (x *execution) run() (retry bool) {
 		log.LogAttrs(x.ctx, slog.LevelInfo, "not starting execution", slog.String("reason", err.Error()))
 		return transient(err) && x.ctx.Err() == nil
 	}
+	// Completions a failed write kept from an earlier run go in first.
+	if err := x.writeCarried(); err != nil {
+		log.LogAttrs(x.ctx, slog.LevelWarn, "writing kept step completions", slog.String("error", err.Error()))
+		return transient(err) && x.ctx.Err() == nil
+	}
 	var history []models.StepExecution
 	if !fresh {
 		var err error
@@ -81,15 +86,20 @@ func (x *execution) run() (retry bool) {
 	}
 	wctx := newContext(x, history)
 	output, err := x.call(reg.fn, wctx)
+	// Journal what completed, whatever stopped the run: it must not run
+	// again. A write that fails keeps the completions for the next run here.
+	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(x.ctx), finishTimeout)
+	flushErr := wctx.flush(flushCtx)
+	cancelFlush()
+	if flushErr != nil {
+		e.carry(x.id, wctx.takeAllPending())
+	}
+	// What stopped the run decides, not the error the workflow returned: a
+	// workflow may return an error that wraps ErrCancelled while nobody
+	// cancelled it, and that is its failure.
 	cause := x.cause()
-	if cause == nil || errors.Is(cause, errShutdown) || errors.Is(cause, errTimedOut) {
-		// Journal what completed, even when stopping: it need not run again.
-		if flushErr := wctx.flush(context.WithoutCancel(x.ctx)); flushErr != nil && cause == nil {
-			cause = x.cause()
-			if cause == nil {
-				cause = flushErr
-			}
-		}
+	if cause == nil && flushErr != nil {
+		cause = flushErr
 	}
 	switch {
 	case errors.Is(cause, errTimedOut):
@@ -97,9 +107,6 @@ func (x *execution) run() (retry bool) {
 	case cause != nil:
 		log.LogAttrs(context.Background(), slog.LevelInfo, "execution stopped", slog.String("cause", cause.Error()))
 		return errors.Is(cause, errStorage)
-	case errors.Is(err, ErrOwnershipLost), errors.Is(err, ErrCancelled), errors.Is(err, errShutdown):
-		log.LogAttrs(context.Background(), slog.LevelInfo, "execution stopped", slog.String("cause", err.Error()))
-		return false
 	case err != nil:
 		return x.finish(models.ExecutionFailed, nil, err)
 	}
@@ -118,12 +125,27 @@ func transient(err error) bool {
 // the workflow has a timeout it reads the execution back for started_at.
 func (x *execution) markRunning(needStartedAt bool) error {
 	store := x.engine.store
-	if x.exec.Status != models.ExecutionRunning {
-		if err := store.UpdateExecutionStatusWithVersion(x.ctx, x.id, models.ExecutionRunning, &x.exec.Version); err != nil {
+	for tries := 0; x.exec.Status != models.ExecutionRunning; tries++ {
+		err := store.UpdateExecutionStatusWithVersion(x.ctx, x.id, models.ExecutionRunning, &x.exec.Version)
+		if err == nil {
+			x.exec.Status = models.ExecutionRunning
+			x.exec.Version++
+			break
+		}
+		if !errors.Is(err, repository.ErrConcurrentUpdate) || tries >= markRunningTries {
 			return err
 		}
-		x.exec.Status = models.ExecutionRunning
-		x.exec.Version++
+		// The version moved since the claim: this node's own sweep may have
+		// claimed it again (its heartbeat lapsed). Ownership decides, not
+		// the version read: go on if the execution is still this node's.
+		cur, err := store.GetExecution(x.ctx, x.id)
+		if err != nil {
+			return err
+		}
+		if cur.Status.Terminal() || cur.NodeID == nil || *cur.NodeID != x.engine.cfg.NodeID {
+			return ErrOwnershipLost
+		}
+		x.exec = cur
 	}
 	if !needStartedAt {
 		return nil
@@ -136,6 +158,24 @@ func (x *execution) markRunning(needStartedAt bool) error {
 		return ErrOwnershipLost
 	}
 	x.exec = cur
+	return nil
+}
+
+// markRunningTries bounds the re-reads of markRunning when the execution
+// keeps changing under it.
+const markRunningTries = 5
+
+// writeCarried writes the step completions an earlier run of this execution
+// here could not write.
+func (x *execution) writeCarried() error {
+	for _, p := range x.engine.takeCarried(x.id) {
+		if err := x.engine.store.FinishStep(x.ctx, p); err != nil {
+			if !errors.Is(err, repository.ErrConcurrentUpdate) {
+				x.engine.carry(x.id, []repository.FinishStepParams{p})
+			}
+			return err
+		}
+	}
 	return nil
 }
 
@@ -160,12 +200,15 @@ func (x *execution) finish(status models.ExecutionStatus, output any, failure er
 	defer cancel()
 	p := repository.FinishExecutionParams{ExecutionID: x.id, NodeID: x.engine.cfg.NodeID, Status: status, Output: output}
 	if failure != nil {
-		p.Error = failure.Error()
+		p.Error = storableText(failure.Error())
 	}
 	err := x.engine.store.FinishExecution(ctx, p)
-	if errors.Is(err, repository.ErrInvalidArgument) && status == models.ExecutionCompleted {
-		// The output could not be stored as JSON: that is the workflow's failure.
-		p.Status, p.Output, p.Error = models.ExecutionFailed, nil, err.Error()
+	if errors.Is(err, repository.ErrInvalidArgument) {
+		// The database cannot store the output (JSON cannot encode it, or it
+		// holds a NUL): that is the workflow's failure, not a reason to run
+		// it again.
+		p.Status, p.Output = models.ExecutionFailed, nil
+		p.Error = storableText(fmt.Sprintf("workflow %v: %v", errUnstorable, err))
 		err = x.engine.store.FinishExecution(ctx, p)
 	}
 	log := x.logger()

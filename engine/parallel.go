@@ -27,6 +27,8 @@ func Map[In, Out any](ctx *Context, items []In, limit int, fn func(ctx *Context,
 	errs := make([]error, len(items))
 	slots := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
+	ctx.addBranches(1)
+	defer ctx.addBranches(-1)
 	for i, item := range items {
 		slots <- struct{}{}
 		wg.Add(1)

@@ -48,8 +48,9 @@ func (p RetryPolicy) backoff(n int) time.Duration {
 type StepOption func(*stepOptions)
 
 type stepOptions struct {
-	retry RetryPolicy
-	input any
+	retry    RetryPolicy
+	input    any
+	declared []error
 }
 
 // WithRetry retries the step by p when it fails.
@@ -101,7 +102,7 @@ func (c *Context) step(stepID string, fn func(context.Context) (any, error), opt
 		case models.StepCompleted:
 			return json.RawMessage(a.Output), nil
 		case models.StepFailed:
-			return nil, &StepError{StepID: stepID, Attempt: a.Attempt, Err: errors.New(deref(a.Error))}
+			return nil, &StepError{StepID: stepID, Attempt: a.Attempt, Err: replayed(deref(a.Error), a.Output, o.declared)}
 		case models.StepRetrying:
 			failed++
 		case models.StepRunning:
@@ -125,14 +126,17 @@ func (c *Context) step(stepID string, fn func(context.Context) (any, error), opt
 		}
 		failed++
 		status := models.StepRetrying
-		if failed >= o.retry.attempts() {
+		if failed >= o.retry.attempts() || errors.Is(runErr, errUnstorable) {
+			// A result that cannot be stored fails the step at once: the
+			// function succeeded, and running it again would repeat its effects.
 			status = models.StepFailed
 		}
-		if err := c.finishAttempt(stepID, status, nil, runErr); err != nil {
+		failure, record := journal(runErr, o.declared)
+		if err := c.finishAttempt(stepID, status, record, failure); err != nil {
 			return nil, err
 		}
 		if status == models.StepFailed {
-			return nil, &StepError{StepID: stepID, Attempt: attempt, Err: runErr}
+			return nil, &StepError{StepID: stepID, Attempt: attempt, Err: failure}
 		}
 		if err := c.wait(o.retry.backoff(failed)); err != nil {
 			return nil, err
@@ -141,8 +145,9 @@ func (c *Context) step(stepID string, fn func(context.Context) (any, error), opt
 	}
 }
 
-// attempt runs one attempt. runErr is fn's failure; err means the workflow
-// must stop (fenced, cancelled, shutting down).
+// attempt runs one attempt. runErr is fn's failure, or why its result cannot
+// be stored; err means the workflow must stop (fenced, cancelled, shutting
+// down).
 func (c *Context) attempt(stepID string, attempt int, fn func(context.Context) (any, error), input any) (out json.RawMessage, runErr, err error) {
 	e := c.x.engine
 	previous := c.takePending()
@@ -155,11 +160,13 @@ func (c *Context) attempt(stepID string, attempt int, fn func(context.Context) (
 	}
 	c.record(*step)
 	result, runErr := protect(c, fn)
-	if cause := c.stopped(); cause != nil {
-		// Stopped mid-step: the attempt has no outcome. When the engine is
-		// stopping, say so, so that it does not count as a crash.
+	if cause := c.stopped(); cause != nil && runErr != nil {
+		// Stopped mid-step, and the function gave up: the attempt has no
+		// outcome. When the engine is stopping, say so, so that it does not
+		// count as a crash. A function that returned success despite the stop
+		// is journaled below: its effects happened.
 		if errors.Is(cause, errShutdown) {
-			c.finishStep(context.WithoutCancel(c), step, models.StepCancelled, nil, cause)
+			_ = c.finishStep(context.WithoutCancel(c), step, models.StepCancelled, nil, cause)
 		}
 		return nil, nil, cause
 	}
@@ -167,10 +174,15 @@ func (c *Context) attempt(stepID string, attempt int, fn func(context.Context) (
 		return nil, runErr, nil
 	}
 	raw, err := json.Marshal(result)
-	if err != nil {
-		return nil, fmt.Errorf("encoding result of step %s: %w", stepID, err), nil
+	if err == nil {
+		err = repository.CheckJSON("result of step "+stepID, raw)
 	}
-	// The result is journaled with the next checkpoint (see Context.pending).
+	if err != nil {
+		return nil, fmt.Errorf("step %s: %w: %w", stepID, errUnstorable, err), nil
+	}
+	// The result is journaled with the next checkpoint (see Context.pending),
+	// or at once while branches of Parallel or Map run: a sibling's long step
+	// must not keep it unwritten.
 	c.deferCompletion(repository.FinishStepParams{
 		ExecutionID: c.x.id, StepExecutionID: step.StepExecutionID, NodeID: e.cfg.NodeID,
 		Status: models.StepCompleted, Output: raw,
@@ -178,6 +190,11 @@ func (c *Context) attempt(stepID string, attempt int, fn func(context.Context) (
 	done := *step
 	done.Status, done.Output = models.StepCompleted, raw
 	c.record(done)
+	if c.concurrent() {
+		if err := c.flush(c); err != nil {
+			return nil, nil, err
+		}
+	}
 	return raw, nil, nil
 }
 
@@ -199,7 +216,11 @@ func (c *Context) finishStep(ctx context.Context, step *models.StepExecution, st
 		Status: status, Output: output,
 	}
 	if failure != nil {
-		p.Error = failure.Error()
+		p.Error = storableText(failure.Error())
+	}
+	// Queued completions go first: they happened before this outcome.
+	if err := c.flush(ctx); err != nil {
+		return err
 	}
 	if err := c.x.engine.store.FinishStep(ctx, p); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -105,5 +106,39 @@ func encodeJSON(what string, v any) (models.JSON, error) {
 	if !json.Valid(raw) {
 		return nil, fmt.Errorf("%s is not valid JSON: %w", what, ErrInvalidArgument)
 	}
+	if err := CheckJSON(what, raw); err != nil {
+		return nil, err
+	}
 	return models.JSON(raw), nil
 }
+
+// CheckJSON rejects encoded JSON that one of the databases refuses to store:
+// invalid UTF-8, and the escape \u0000, which PostgreSQL's jsonb cannot hold.
+// Both dialects refuse the same documents, so a workflow tested on SQLite
+// does not start failing on PostgreSQL. The error matches ErrInvalidArgument.
+func CheckJSON(what string, raw []byte) error {
+	if !utf8.Valid(raw) {
+		return fmt.Errorf("%s is not valid UTF-8: %w", what, ErrInvalidArgument)
+	}
+	for i := 0; ; {
+		j := bytes.Index(raw[i:], []byte(`\u0000`))
+		if j < 0 {
+			return nil
+		}
+		at := i + j
+		// The escape is real when the backslashes ending at it are odd in
+		// number ("\\u0000" is a backslash followed by the text u0000).
+		n := 0
+		for k := at; k >= 0 && raw[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 1 {
+			return fmt.Errorf("%s holds a NUL character (\\u0000), which PostgreSQL cannot store: %w", what, ErrInvalidArgument)
+		}
+		i = at + 1
+	}
+}
+
+// CheckText rejects text that one of the databases refuses to store: invalid
+// UTF-8 and NUL bytes. The error matches ErrInvalidArgument.
+func CheckText(what, s string) error { return checkText(what, s) }

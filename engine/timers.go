@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -70,6 +69,14 @@ func (c *Context) awaitSignal(stepID, name string, timeout time.Duration) (json.
 			return json.RawMessage(a.Output), nil
 		case models.StepFailed:
 			return nil, fmt.Errorf("signal %s: %w", name, ErrSignalTimeout)
+		case models.StepRunning:
+			// Only a timeout journals a wait as RUNNING, and the write that
+			// would have ended it failed: end it the same way now.
+			timeoutErr := fmt.Errorf("signal %s: %w", name, ErrSignalTimeout)
+			if err := c.finishStep(c, &a, models.StepFailed, nil, timeoutErr); err != nil {
+				return nil, c.x.checkpointError(err)
+			}
+			return nil, timeoutErr
 		}
 	}
 	if err := c.flush(c); err != nil {
@@ -120,12 +127,10 @@ func (c *Context) recordTimeout(stepID, name string) error {
 		return err
 	}
 	step, err := e.store.StartStep(c, repository.StartStepParams{ExecutionID: c.x.id, StepID: stepID, NodeID: e.cfg.NodeID, Attempt: 1})
-	if errors.Is(err, repository.ErrAlreadyExists) {
-		// A signal was received for this wait after all (a race with the
-		// timer): the journal has it, and replay will return it.
-		return fmt.Errorf("signal %s: raced with its timeout; resume to receive it: %w", name, ErrOwnershipLost)
-	}
 	if err != nil {
+		// ErrAlreadyExists included: an earlier write for this wait committed
+		// though it reported a failure. The run stops and replays the journal,
+		// which holds the truth.
 		return c.x.checkpointError(err)
 	}
 	timeoutErr := fmt.Errorf("signal %s: %w", name, ErrSignalTimeout)

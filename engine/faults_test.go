@@ -1,0 +1,210 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plexspaces/workflow/engine"
+	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/repository"
+	"github.com/plexspaces/workflow/testutil"
+)
+
+// runCounter counts how often each step function ran.
+type runCounter struct {
+	mu   sync.Mutex
+	runs map[string]int
+}
+
+func (r *runCounter) ran(step string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.runs == nil {
+		r.runs = map[string]int{}
+	}
+	r.runs[step]++
+}
+
+func (r *runCounter) snapshot() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range r.runs {
+		out[k] = v
+	}
+	return out
+}
+
+// everyCheckpoint is a workflow that passes through every kind of checkpoint:
+// steps, Parallel branches, a sleep, a signal wait that times out and one that
+// receives.
+func everyCheckpoint(runs *runCounter) engine.WorkflowFunc {
+	step := func(ctx *engine.Context, id string) error {
+		_, err := engine.Step(ctx, id, func(context.Context) (string, error) {
+			runs.ran(id)
+			return id, nil
+		})
+		return err
+	}
+	return func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		for _, id := range []string{"a", "b"} {
+			if err := step(ctx, id); err != nil {
+				return nil, err
+			}
+		}
+		if err := engine.Parallel(ctx, 2,
+			func(ctx *engine.Context) error { return step(ctx, "p0") },
+			func(ctx *engine.Context) error { return step(ctx, "p1") },
+		); err != nil {
+			return nil, err
+		}
+		if err := engine.Sleep(ctx, "nap", 5*time.Millisecond); err != nil {
+			return nil, err
+		}
+		if _, err := engine.AwaitSignal[string](ctx, "never", 20*time.Millisecond); !errors.Is(err, engine.ErrSignalTimeout) {
+			return nil, fmt.Errorf("want a signal timeout, got %w", err)
+		}
+		got, err := engine.AwaitSignal[string](ctx, "go", 0)
+		if err != nil {
+			return nil, err
+		}
+		if err := step(ctx, "c"); err != nil {
+			return nil, err
+		}
+		return got, nil
+	}
+}
+
+// TestEngine_FaultInEveryCheckpoint fails one call of each storage method the
+// engine checkpoints through, before it runs and after it committed (the
+// answer lost): the workflow completes and no completed step runs again.
+func TestEngine_FaultInEveryCheckpoint(t *testing.T) {
+	methods := []string{"StartStep", "FinishStep", "ReceiveSignal", "FinishExecution", "GetStepExecutionHistory",
+		"UpdateExecutionStatusWithVersion", "HeartbeatNode", "ClaimExecutions", "GetExecution"}
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		for _, method := range methods {
+			for _, call := range []int{1, 2, 3} {
+				for _, after := range []bool{false, true} {
+					name := fmt.Sprintf("%s-%d-after-%v", method, call, after)
+					t.Run(name, func(t *testing.T) {
+						faulty := testutil.NewFaultyStorage(s, testutil.Fault{Method: method, Call: call, Fail: true, After: after})
+						var runs runCounter
+						e := engine.New(faulty, fast("n-"+name))
+						require.NoError(t, e.Register(def("wf-"+name), everyCheckpoint(&runs)))
+						run(t, e)
+						id, err := e.Start(t.Context(), "wf-"+name, "v1", nil)
+						require.NoError(t, err)
+						require.NoError(t, s.SendSignal(t.Context(), id, "go", "payload"))
+						exec := await(t, engine.New(s, fast("client")), id) // Await's own reads are not under test
+						require.Equal(t, models.ExecutionCompleted, exec.Status, "error: %v", exec.Error)
+						require.JSONEq(t, `"payload"`, string(exec.Output))
+						for _, step := range []string{"a", "b", "p0", "p1", "c"} {
+							require.Equal(t, 1, runs.snapshot()[step], "step %s ran once", step)
+						}
+						completed := map[string]int{}
+						for _, h := range history(t, s, id) {
+							if h.Status == models.StepCompleted {
+								completed[h.StepID]++
+							}
+						}
+						for step, n := range completed {
+							require.Equal(t, 1, n, "one COMPLETED row for %s", step)
+						}
+					})
+				}
+			}
+		}
+	})
+}
+
+// TestEngine_GracefulStopMidStep: the engine stops while a step function is
+// finishing; the function returns success, so the step is journaled COMPLETED
+// and a restarted engine does not run it again.
+func TestEngine_GracefulStopMidStep(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		var runs atomic.Int64
+		entered := make(chan struct{}, 1)
+		wf := func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+			return engine.Step(ctx, "charge", func(c context.Context) (string, error) {
+				if runs.Add(1) == 1 {
+					entered <- struct{}{}
+					<-c.Done() // the stop arrives while the charge goes through
+				}
+				return "charged", nil
+			})
+		}
+		e1 := engine.New(s, fast("graceful"))
+		require.NoError(t, e1.Register(def("graceful"), wf))
+		stop := run(t, e1)
+		id, err := e1.Start(t.Context(), "graceful", "v1", nil)
+		require.NoError(t, err)
+		receive(t, entered)
+		stop()
+		require.Equal(t, []string{"charge:COMPLETED"}, statuses(history(t, s, id)))
+
+		e2 := engine.New(s, fast("graceful"))
+		require.NoError(t, e2.Register(def("graceful"), wf))
+		run(t, e2)
+		exec := await(t, e2, id)
+		require.Equal(t, models.ExecutionCompleted, exec.Status)
+		require.JSONEq(t, `"charged"`, string(exec.Output))
+		require.EqualValues(t, 1, runs.Load(), "the charge ran once")
+	})
+}
+
+// stallSaves blocks SaveDefinition of the definition "blocker" until its
+// context ends, to hold Run in its start-up.
+type stallSaves struct {
+	repository.WorkflowStorage
+	entered chan struct{}
+}
+
+func (s *stallSaves) SaveDefinition(ctx context.Context, d *models.WorkflowDefinition) error {
+	if d.ID == "blocker" {
+		s.entered <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.WorkflowStorage.SaveDefinition(ctx, d)
+}
+
+// TestEngine_RunWaitsForWorkflowsWhenStoppedInStartup: Run's context ends
+// while Run still saves definitions and a workflow Start began runs; Run
+// returns only once that workflow has stopped.
+func TestEngine_RunWaitsForWorkflowsWhenStoppedInStartup(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		store := &stallSaves{WorkflowStorage: s, entered: make(chan struct{}, 1)}
+		e := engine.New(store, fast("startup"))
+		var inStep, stepDone atomic.Bool
+		started := make(chan struct{})
+		require.NoError(t, e.Register(def("blocker"), func(*engine.Context, json.RawMessage) (any, error) { return nil, nil }))
+		require.NoError(t, e.Register(def("work"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+			return engine.Step(ctx, "slow", func(c context.Context) (bool, error) {
+				inStep.Store(true)
+				close(started)
+				<-c.Done()
+				time.Sleep(50 * time.Millisecond) // a step that takes a moment to wind down
+				stepDone.Store(true)
+				return true, nil
+			})
+		}))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- e.Run(ctx) }()
+		receive(t, store.entered)
+		_, err := e.Start(t.Context(), "work", "v1", nil)
+		require.NoError(t, err)
+		receive(t, started)
+		cancel()
+		require.NoError(t, receive(t, done))
+		require.True(t, stepDone.Load(), "Run returned while a workflow still ran")
+	})
+}

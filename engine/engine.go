@@ -53,8 +53,10 @@ type Engine struct {
 	// carried holds step completions a run could not write (the storage
 	// failed), for the next run of the execution on this node.
 	carried map[string][]repository.FinishStepParams
-	// reserved counts slots Start has taken for executions it is creating.
-	reserved int
+	// reserved counts slots taken but not yet running: by Start for the
+	// execution it creates, and (sweepHeld of them) by the sweep in progress
+	// for what it claims.
+	reserved, sweepHeld int
 }
 
 var _ recovery.Resumer = (*Engine)(nil)
@@ -324,7 +326,12 @@ func (e *Engine) freeSlots() int {
 	if len(e.workflows) == 0 {
 		return 0
 	}
-	return e.cfg.MaxConcurrent - len(e.running) - e.reserved
+	// The slots a sweep may fill are held for it, so that a Start racing the
+	// sweep cannot take them too; each call replaces the previous sweep's hold.
+	e.reserved -= e.sweepHeld
+	e.sweepHeld = max(e.cfg.MaxConcurrent-len(e.running)-e.reserved, 0)
+	e.reserved += e.sweepHeld
+	return e.sweepHeld
 }
 
 // Resume runs an execution this node owns, unless it already runs here. It
@@ -337,7 +344,11 @@ func (e *Engine) Resume(ctx context.Context, exec *models.WorkflowExecution) err
 func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, reserved bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if reserved {
+	switch {
+	case reserved:
+		e.reserved--
+	case e.sweepHeld > 0:
+		e.sweepHeld--
 		e.reserved--
 	}
 	if e.runCtx == nil || ctx == nil {

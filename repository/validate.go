@@ -98,6 +98,9 @@ func encodeJSON(what string, v any) (models.JSON, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encoding %s: %w: %w", what, ErrInvalidArgument, err)
 		}
+		if err := CheckJSON(what, b); err != nil {
+			return nil, err
+		}
 		return b, nil
 	}
 	if len(raw) == 0 {

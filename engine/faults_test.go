@@ -208,3 +208,27 @@ func TestEngine_RunWaitsForWorkflowsWhenStoppedInStartup(t *testing.T) {
 		require.True(t, stepDone.Load(), "Run returned while a workflow still ran")
 	})
 }
+
+// TestEngine_OwnSweepClaimsItsPendingExecution: the node's heartbeats lapse
+// (they fail), so its own sweep claims the execution it is about to start and
+// bumps the version under it; ownership decides, and the workflow completes.
+func TestEngine_OwnSweepClaimsItsPendingExecution(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		faulty := testutil.NewFaultyStorage(s,
+			testutil.Fault{Method: "HeartbeatNode", Fail: true},
+			testutil.Fault{Method: "UpdateExecutionStatusWithVersion", Call: 1, Delay: 1500 * time.Millisecond},
+		)
+		var runs atomic.Int64
+		e := engine.New(faulty, fast("lapsed"))
+		require.NoError(t, e.Register(def("lapsed"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+			return engine.Step(ctx, "once", func(context.Context) (int64, error) { return runs.Add(1), nil })
+		}))
+		run(t, e)
+		id, err := e.Start(t.Context(), "lapsed", "v1", nil)
+		require.NoError(t, err)
+		exec := await(t, engine.New(s, fast("client")), id)
+		require.Equal(t, models.ExecutionCompleted, exec.Status, "error: %v", exec.Error)
+		require.EqualValues(t, 1, runs.Load())
+		require.Greater(t, faulty.Calls("ClaimExecutions"), 0)
+	})
+}

@@ -7,7 +7,7 @@ export WORKFLOW_REQUIRE_POSTGRES
 GO ?= go
 BENCH ?= .
 
-.PHONY: test vet bench crash demo
+.PHONY: test vet bench crash restart-test demo
 
 test: vet
 	$(GO) test -race -count=1 ./...
@@ -22,6 +22,10 @@ bench:
 # The full crash test: 200 workflows, a node SIGKILLed every second (set the DSN for PostgreSQL).
 crash:
 	WORKFLOW_CRASH_FULL=1 $(GO) test -count=1 -v -run '^TestCrash_' -timeout 30m ./engine/
+
+# Restarts the local PostgreSQL server while 50 workflows run (alone: it disturbs every other test on the server).
+restart-test:
+	WORKFLOW_TEST_PG_RESTART="$$(ls /etc/postgresql | head -n 1) main" $(GO) test -count=1 -v -run '^TestEngine_PostgresServerRestart$$' ./engine/
 
 # The order-processing demo on an embedded SQLite file (add DEMO_ARGS='-dsn postgres://...' for PostgreSQL).
 demo:

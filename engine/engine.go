@@ -53,6 +53,9 @@ type Engine struct {
 	// carried holds step completions a run could not write (the storage
 	// failed), for the next run of the execution on this node.
 	carried map[string][]repository.FinishStepParams
+	// retrying holds the executions whose run stopped on a storage failure
+	// and that resumeLater will run again; the node keeps beating for them.
+	retrying map[string]bool
 	// reserved counts slots taken but not yet running: by Start for the
 	// execution it creates, and (sweepHeld of them) by the sweep in progress
 	// for what it claims.
@@ -73,6 +76,7 @@ func New(store repository.WorkflowStorage, cfg Config) *Engine {
 		finished:  map[string]chan struct{}{},
 		signals:   map[string]chan struct{}{},
 		carried:   map[string][]repository.FinishStepParams{},
+		retrying:  map[string]bool{},
 		sweepNow:  make(chan struct{}, 1),
 	}
 }
@@ -309,6 +313,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		recovery.WithBatchSize(e.cfg.MaxConcurrent),
 		recovery.WithCapacity(e.freeSlots),
 		recovery.WithHeartbeatHook(e.checkOwnership),
+		recovery.WithRunning(e.runningIDs),
 		recovery.WithSweepTrigger(e.sweepNow),
 		recovery.WithDefinitions(keys...), // claim only what this node can run
 	)
@@ -332,6 +337,24 @@ func (e *Engine) freeSlots() int {
 	e.sweepHeld = max(e.cfg.MaxConcurrent-len(e.running)-e.reserved, 0)
 	e.reserved += e.sweepHeld
 	return e.sweepHeld
+}
+
+// runningIDs are the executions this node beats for: those it runs and those
+// it will resume once the storage answers again. Nothing else: what it gave up
+// on goes stale, and any node may take it.
+func (e *Engine) runningIDs() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := make([]string, 0, len(e.running)+len(e.retrying))
+	for id := range e.running {
+		ids = append(ids, id)
+	}
+	for id := range e.retrying {
+		if _, dup := e.running[id]; !dup {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // Resume runs an execution this node owns, unless it already runs here. It
@@ -363,11 +386,11 @@ func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, res
 	go func() {
 		defer e.wg.Done()
 		retry := x.run()
-		if retry {
-			e.resumeLater(exec.ExecutionID, e.cfg.PollInterval)
-		}
 		e.mu.Lock()
-		if !retry {
+		if retry {
+			e.retrying[exec.ExecutionID] = true
+			e.resumeLater(exec.ExecutionID, e.cfg.PollInterval)
+		} else {
 			delete(e.carried, exec.ExecutionID)
 		}
 		delete(e.running, exec.ExecutionID)
@@ -397,20 +420,36 @@ func (e *Engine) resumeLater(executionID string, after time.Duration) {
 		e.mu.Lock()
 		ctx := e.runCtx
 		e.mu.Unlock()
+		giveUp := func() {
+			e.mu.Lock()
+			delete(e.retrying, executionID)
+			delete(e.carried, executionID)
+			e.mu.Unlock()
+		}
 		if ctx == nil {
-			return // stopped: recovery on the next start takes it
+			giveUp() // stopped: it goes stale, and any node takes it
+			return
 		}
 		exec, err := e.store.GetExecution(ctx, executionID)
 		if err != nil {
 			if ctx.Err() == nil {
 				e.resumeLater(executionID, min(2*after, resumeLaterMax))
+			} else {
+				giveUp()
 			}
 			return
 		}
 		if exec.Status.Terminal() || exec.NodeID == nil || *exec.NodeID != e.cfg.NodeID {
+			giveUp()
 			return
 		}
-		_ = e.Resume(ctx, exec)
+		err = e.Resume(ctx, exec)
+		e.mu.Lock()
+		delete(e.retrying, executionID)
+		e.mu.Unlock()
+		if err != nil {
+			giveUp()
+		}
 	})
 }
 

@@ -232,3 +232,24 @@ func TestEngine_OwnSweepClaimsItsPendingExecution(t *testing.T) {
 		require.Greater(t, faulty.Calls("ClaimExecutions"), 0)
 	})
 }
+
+// TestEngine_OwnedButNotRunIsTakenOver: a live node owns an execution it does
+// not run (it gave up on it, or cannot run it); it does not beat for it, so
+// another node takes it over and finishes it.
+func TestEngine_OwnedButNotRunIsTakenOver(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		a := engine.New(s, fast("owner-a"))
+		require.NoError(t, a.Register(def("other"), func(*engine.Context, json.RawMessage) (any, error) { return nil, nil }))
+		run(t, a)
+		require.NoError(t, s.SaveDefinition(t.Context(), &models.WorkflowDefinition{ID: "left", Version: "v1", Name: "left"}))
+		exec, err := s.CreateExecution(t.Context(), repository.NewExecution{DefinitionID: "left", DefinitionVersion: "v1", NodeID: "owner-a"})
+		require.NoError(t, err)
+
+		b := engine.New(s, fast("owner-b"))
+		require.NoError(t, b.Register(def("left"), func(*engine.Context, json.RawMessage) (any, error) { return "taken", nil }))
+		run(t, b)
+		done := await(t, b, exec.ExecutionID)
+		require.Equal(t, models.ExecutionCompleted, done.Status)
+		require.Equal(t, "owner-b", *done.NodeID)
+	})
+}

@@ -64,6 +64,12 @@ func WithHeartbeatHook(hook func(ctx context.Context, owned []string)) Option {
 	return func(s *Service) { s.onHeartbeat = hook }
 }
 
+// WithRunning makes the heartbeat cover only the executions running returns
+// (those the node runs, or is about to resume), instead of every live
+// execution it owns: what it owns but gave up on then goes stale, and any
+// node may take it over. Default: beat everything the node owns.
+func WithRunning(running func() []string) Option { return func(s *Service) { s.running = running } }
+
 // WithSweepTrigger lets a caller ask for a sweep now, by sending on the
 // channel, instead of at the next tick.
 func WithSweepTrigger(now <-chan struct{}) Option { return func(s *Service) { s.sweepNow = now } }

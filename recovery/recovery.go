@@ -51,6 +51,7 @@ type Service struct {
 	batchSize         int
 	capacity          func() int
 	onHeartbeat       func(context.Context, []string)
+	running           func() []string
 	sweepNow          <-chan struct{}
 	definitions       []repository.DefinitionKey
 }
@@ -225,10 +226,17 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// Heartbeat beats once for every live execution this node owns and reports
-// them to the heartbeat hook.
+// Heartbeat beats once for every live execution this node owns (or, with
+// WithRunning, for those of them it runs) and reports them to the heartbeat
+// hook.
 func (s *Service) Heartbeat(ctx context.Context) {
-	owned, err := s.store.HeartbeatNode(ctx, s.nodeID)
+	var owned []string
+	var err error
+	if s.running != nil {
+		owned, err = s.store.HeartbeatExecutions(ctx, s.nodeID, s.running())
+	} else {
+		owned, err = s.store.HeartbeatNode(ctx, s.nodeID)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			s.logger.LogAttrs(ctx, slog.LevelWarn, "heartbeat", slog.String("node_id", s.nodeID), slog.String("error", err.Error()))

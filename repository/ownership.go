@@ -77,6 +77,11 @@ type OwnerRepository interface {
 	// HeartbeatNode refreshes the heartbeat of every live execution nodeID owns,
 	// in one statement, and returns their ids.
 	HeartbeatNode(ctx context.Context, nodeID string) ([]string, error)
+	// HeartbeatExecutions refreshes the heartbeat of those of executionIDs that
+	// nodeID owns and that are live, in one statement, and returns their ids.
+	// A node beats only what it runs, so that what it gave up on goes stale
+	// and any node may take it over.
+	HeartbeatExecutions(ctx context.Context, nodeID string, executionIDs []string) ([]string, error)
 	// ClaimExecutions makes p.NodeID the owner of up to p.Limit live executions
 	// that are unowned or stale, oldest heartbeat first, each with a version bump
 	// in one compare-and-set statement, and returns them as claimed.
@@ -111,6 +116,29 @@ func (s *Storage) HeartbeatNode(ctx context.Context, nodeID string) ([]string, e
 		s.dialect.now(), nodeID).Scan(&ids).Error
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat of node %s: %w", nodeID, err)
+	}
+	return ids, nil
+}
+
+// HeartbeatExecutions implements OwnerRepository.
+func (s *Storage) HeartbeatExecutions(ctx context.Context, nodeID string, executionIDs []string) ([]string, error) {
+	if err := checkID("node id", nodeID); err != nil {
+		return nil, err
+	}
+	for _, id := range executionIDs {
+		if err := checkID("execution id", id); err != nil {
+			return nil, err
+		}
+	}
+	if len(executionIDs) == 0 {
+		return nil, nil
+	}
+	var ids []string
+	err := s.query(ctx).Raw(`UPDATE workflow_executions SET last_heartbeat = ? `+
+		`WHERE node_id = ? AND status IN ('PENDING', 'RUNNING') AND execution_id IN ? RETURNING execution_id`,
+		s.dialect.now(), nodeID, executionIDs).Scan(&ids).Error
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat of %d executions of node %s: %w", len(executionIDs), nodeID, err)
 	}
 	return ids, nil
 }

@@ -210,3 +210,31 @@ func TestOwner_StartStepCarriesPreviousCompletion(t *testing.T) {
 		require.Equal(t, models.StepRunning, h[1].Status)
 	})
 }
+
+func TestHeartbeatExecutions_OnlyOwnedLiveOnes(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		ctx := t.Context()
+		require.NoError(t, s.SaveDefinition(ctx, &models.WorkflowDefinition{ID: "d", Version: "v1", Name: "d"}))
+		mine, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "d", DefinitionVersion: "v1", NodeID: "n1"})
+		require.NoError(t, err)
+		theirs, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "d", DefinitionVersion: "v1", NodeID: "n2"})
+		require.NoError(t, err)
+		ended, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "d", DefinitionVersion: "v1", NodeID: "n1"})
+		require.NoError(t, err)
+		require.NoError(t, s.FinishExecution(ctx, repository.FinishExecutionParams{ExecutionID: ended.ExecutionID, NodeID: "n1", Status: models.ExecutionCompleted}))
+		notRun, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "d", DefinitionVersion: "v1", NodeID: "n1"})
+		require.NoError(t, err)
+
+		ids, err := s.HeartbeatExecutions(ctx, "n1", []string{mine.ExecutionID, theirs.ExecutionID, ended.ExecutionID})
+		require.NoError(t, err)
+		require.Equal(t, []string{mine.ExecutionID}, ids)
+		got, err := s.GetExecution(ctx, notRun.ExecutionID)
+		require.NoError(t, err)
+		require.Equal(t, notRun.LastHeartbeat, got.LastHeartbeat, "an execution not named keeps its old heartbeat")
+		ids, err = s.HeartbeatExecutions(ctx, "n1", nil)
+		require.NoError(t, err)
+		require.Empty(t, ids)
+		_, err = s.HeartbeatExecutions(ctx, "n1", []string{""})
+		require.ErrorIs(t, err, repository.ErrInvalidArgument)
+	})
+}

@@ -123,6 +123,15 @@ func (f *FaultyStorage) HeartbeatNode(ctx context.Context, nodeID string) (ids [
 	return ids, err
 }
 
+// HeartbeatExecutions implements repository.OwnerRepository.
+func (f *FaultyStorage) HeartbeatExecutions(ctx context.Context, nodeID string, executionIDs []string) (ids []string, err error) {
+	err = f.call(ctx, "HeartbeatExecutions", func() error {
+		ids, err = f.WorkflowStorage.HeartbeatExecutions(ctx, nodeID, executionIDs)
+		return err
+	})
+	return ids, err
+}
+
 // ClaimExecutions implements repository.OwnerRepository.
 func (f *FaultyStorage) ClaimExecutions(ctx context.Context, p repository.ClaimParams) (execs []models.WorkflowExecution, err error) {
 	err = f.call(ctx, "ClaimExecutions", func() error { execs, err = f.WorkflowStorage.ClaimExecutions(ctx, p); return err })

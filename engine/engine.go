@@ -204,10 +204,10 @@ func (e *Engine) Start(ctx context.Context, definitionID, version string, input 
 	}
 	if reserved {
 		if err := e.resume(runCtx, exec, true); err != nil {
-			// Run ended meanwhile: the execution is recorded and owned here, and
-			// this node's next start, or another node after the stale
-			// threshold, runs it.
+			// Run ended meanwhile: hand the execution back so that any node
+			// runs it (if this write fails too, it goes stale and is taken over).
 			e.log.LogAttrs(ctx, slog.LevelInfo, "started execution not run here", slog.String("execution_id", exec.ExecutionID))
+			_ = e.store.ReleaseExecution(context.WithoutCancel(ctx), exec.ExecutionID, e.cfg.NodeID)
 		}
 	} else if local && runCtx != nil {
 		e.backlog.Store(true)
@@ -269,8 +269,9 @@ func sameJSON(stored models.JSON, input any) bool {
 
 // Run recovers this node's work, then runs executions, heartbeats and sweeps
 // for work nobody runs, until ctx ends. It then stops the workflows in flight
-// at their current step (they stay owned by this node, and another node
-// resumes them if this one does not come back) and returns nil.
+// at their current step, journals what completed, and hands each back
+// (unowned), so that any node resumes it at its next sweep. It returns nil
+// once every workflow goroutine has returned, on every path.
 func (e *Engine) Run(ctx context.Context) error {
 	if err := e.cfg.validate(); err != nil {
 		return err

@@ -106,6 +106,9 @@ func (x *execution) run() (retry bool) {
 		return x.finish(models.ExecutionTimedOut, nil, fmt.Errorf("%w after %s", errTimedOut, reg.timeout))
 	case cause != nil:
 		log.LogAttrs(context.Background(), slog.LevelInfo, "execution stopped", slog.String("cause", cause.Error()))
+		if errors.Is(cause, errShutdown) && flushErr == nil {
+			x.release()
+		}
 		return errors.Is(cause, errStorage)
 	case err != nil:
 		return x.finish(models.ExecutionFailed, nil, err)
@@ -159,6 +162,17 @@ func (x *execution) markRunning(needStartedAt bool) error {
 	}
 	x.exec = cur
 	return nil
+}
+
+// release hands the execution back when the engine stops, so that any node
+// resumes it at its next sweep instead of after the stale threshold. If the
+// write fails, the execution goes stale and is taken over then.
+func (x *execution) release() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.ctx), finishTimeout)
+	defer cancel()
+	if err := x.engine.store.ReleaseExecution(ctx, x.id, x.engine.cfg.NodeID); err != nil {
+		x.logger().LogAttrs(ctx, slog.LevelInfo, "releasing execution", slog.String("error", err.Error()))
+	}
 }
 
 // markRunningTries bounds the re-reads of markRunning when the execution

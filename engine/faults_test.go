@@ -149,8 +149,11 @@ func TestEngine_GracefulStopMidStep(t *testing.T) {
 		receive(t, entered)
 		stop()
 		require.Equal(t, []string{"charge:COMPLETED"}, statuses(history(t, s, id)))
+		stopped, err := s.GetExecution(t.Context(), id)
+		require.NoError(t, err)
+		require.Nil(t, stopped.NodeID, "a graceful stop hands the execution back")
 
-		e2 := engine.New(s, fast("graceful"))
+		e2 := engine.New(s, fast("graceful-2"))
 		require.NoError(t, e2.Register(def("graceful"), wf))
 		run(t, e2)
 		exec := await(t, e2, id)

@@ -96,6 +96,10 @@ type OwnerRepository interface {
 	// as the COMPLETED step p.StepID whose output is the payload, atomically:
 	// a signal is never consumed without being journaled, nor journaled twice.
 	ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*models.StepExecution, bool, error)
+	// ReleaseExecution gives up ownership of a live execution nodeID owns: it
+	// becomes unowned (with a version bump), and any node's next sweep may
+	// claim it. A node that stops gracefully releases what it ran.
+	ReleaseExecution(ctx context.Context, executionID, nodeID string) error
 	// FinishExecution moves the execution to a terminal status with its output
 	// or error.
 	FinishExecution(ctx context.Context, p FinishExecutionParams) error
@@ -366,6 +370,25 @@ func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*mo
 		return nil, false, nil
 	}
 	return &step, true, nil
+}
+
+// ReleaseExecution implements OwnerRepository.
+func (s *Storage) ReleaseExecution(ctx context.Context, executionID, nodeID string) error {
+	if err := checkID("execution id", executionID); err != nil {
+		return err
+	}
+	if err := checkID("node id", nodeID); err != nil {
+		return err
+	}
+	res := s.query(ctx).Model(&models.WorkflowExecution{}).Where(ownedLive, executionID, nodeID).
+		UpdateColumns(map[string]any{"node_id": nil, "updated_at": s.dialect.now(), "version": gorm.Expr("version + 1")})
+	switch {
+	case res.Error != nil:
+		return fmt.Errorf("releasing execution %s from %s: %w", executionID, nodeID, res.Error)
+	case res.RowsAffected == 0:
+		return fmt.Errorf("releasing execution %s from %s: %w", executionID, nodeID, ErrConcurrentUpdate)
+	}
+	return nil
 }
 
 // FinishExecution implements OwnerRepository.

@@ -238,3 +238,23 @@ func TestHeartbeatExecutions_OnlyOwnedLiveOnes(t *testing.T) {
 		require.ErrorIs(t, err, repository.ErrInvalidArgument)
 	})
 }
+
+func TestReleaseExecution_OwnerOnly(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		ctx := t.Context()
+		require.NoError(t, s.SaveDefinition(ctx, &models.WorkflowDefinition{ID: "d", Version: "v1", Name: "d"}))
+		exec, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "d", DefinitionVersion: "v1", NodeID: "n1"})
+		require.NoError(t, err)
+		require.ErrorIs(t, s.ReleaseExecution(ctx, exec.ExecutionID, "n2"), repository.ErrConcurrentUpdate)
+		require.NoError(t, s.ReleaseExecution(ctx, exec.ExecutionID, "n1"))
+		got, err := s.GetExecution(ctx, exec.ExecutionID)
+		require.NoError(t, err)
+		require.Nil(t, got.NodeID)
+		require.Equal(t, exec.Version+1, got.Version)
+		require.ErrorIs(t, s.ReleaseExecution(ctx, exec.ExecutionID, "n1"), repository.ErrConcurrentUpdate, "released already")
+		claimed, err := s.ClaimExecutions(ctx, repository.ClaimParams{NodeID: "n2", StaleThreshold: time.Hour, Limit: 10})
+		require.NoError(t, err)
+		require.Len(t, claimed, 1, "an unowned execution is claimable at once")
+		require.ErrorIs(t, s.ReleaseExecution(ctx, "", "n1"), repository.ErrInvalidArgument)
+	})
+}

@@ -117,6 +117,11 @@ func (f *FaultyStorage) FinishExecution(ctx context.Context, p repository.Finish
 	return f.call(ctx, "FinishExecution", func() error { return f.WorkflowStorage.FinishExecution(ctx, p) })
 }
 
+// ReleaseExecution implements repository.OwnerRepository.
+func (f *FaultyStorage) ReleaseExecution(ctx context.Context, executionID, nodeID string) error {
+	return f.call(ctx, "ReleaseExecution", func() error { return f.WorkflowStorage.ReleaseExecution(ctx, executionID, nodeID) })
+}
+
 // HeartbeatNode implements repository.OwnerRepository.
 func (f *FaultyStorage) HeartbeatNode(ctx context.Context, nodeID string) (ids []string, err error) {
 	err = f.call(ctx, "HeartbeatNode", func() error { ids, err = f.WorkflowStorage.HeartbeatNode(ctx, nodeID); return err })

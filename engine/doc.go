@@ -37,7 +37,18 @@
 //
 // # Failures, retries, timeouts
 //
-// [WithRetry] retries a failing step with exponential backoff and jitter. A
+// [WithRetry] retries a failing step with exponential backoff and jitter.
+// When a step's last attempt fails, [Step] returns a [*StepError] built from
+// the journal: the failure's text and, for each error declared with
+// [WithErrors] that the failure matched (errors.Is), that declared error, so
+// errors.Is(err, declared) holds. The first run returns the same value a
+// replay rebuilds, so a workflow that branches on a step's error takes the
+// same branch after a restart; an undeclared error keeps only its text.
+//
+// A step whose result the database cannot store (NaN, a NUL, invalid UTF-8)
+// fails once, without a retry: its function succeeded, and running it again
+// would repeat its effects. A workflow whose output cannot be stored ends
+// FAILED, and error texts are stored with invalid bytes escaped. A
 // workflow that returns an error ends FAILED with the error stored; one whose
 // step keeps dying with its node ends FAILED after Config.MaxStepCrashes. A
 // definition whose Spec holds {"timeout": "10m"} ends TIMED_OUT after that
@@ -49,6 +60,11 @@
 // file on one machine). Each execution has one owner; a takeover bumps its
 // version, and every checkpoint is conditional on still owning it, so a node
 // that was paused and presumed dead gets [ErrOwnershipLost] and writes
-// nothing more. With the default Config a dead node's work resumes elsewhere
-// about ten seconds after it died.
+// nothing more. A node heartbeats only the executions it runs: one it gives up
+// on goes stale and another node takes it. A graceful stop journals what
+// completed and hands its executions back, so any node resumes them at once;
+// a failed storage call stops a run without failing it, and the run resumes,
+// after a growing pause, with the step results it could not write. With the
+// default Config a dead node's work resumes elsewhere about ten seconds after
+// it died.
 package engine

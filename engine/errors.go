@@ -37,8 +37,9 @@ var (
 	errStorage = errors.New("engine: storage unavailable")
 )
 
-// StepError is the error of a step whose last attempt failed. On replay the
-// same step returns a StepError with the stored message.
+// StepError is the error of a step whose last attempt failed. Err holds the
+// failure as the journal keeps it: its text, unwrapping to the errors declared
+// with WithErrors that it matched. A replay returns an equal StepError.
 type StepError struct {
 	StepID  string
 	Attempt int
@@ -50,5 +51,5 @@ func (e *StepError) Error() string {
 	return fmt.Sprintf("step %s failed after attempt %d: %v", e.StepID, e.Attempt, e.Err)
 }
 
-// Unwrap returns the step function's error (on replay, one with its message).
+// Unwrap returns the failure as journaled (see StepError).
 func (e *StepError) Unwrap() error { return e.Err }

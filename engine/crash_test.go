@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"syscall"
@@ -73,6 +75,11 @@ func crashTest(t *testing.T, dialect string) {
 	case testutil.Postgres:
 		dsn = testutil.PostgresSchemaDSN(t)
 	}
+	nodeDSN, app := dsn, ""
+	if dialect == testutil.Postgres {
+		app = fmt.Sprintf("crash_%d", time.Now().UnixNano())
+		nodeDSN += "&application_name=" + app
+	}
 	s, err := repository.Open(ctx, dsn)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
@@ -94,7 +101,7 @@ func crashTest(t *testing.T, dialect string) {
 		started++
 		id := fmt.Sprintf("%s-node-%d", dialect, started)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCrashNode$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "CRASH_HELPER_DSN="+dsn, "CRASH_HELPER_NODE="+id,
+		cmd.Env = append(os.Environ(), "CRASH_HELPER_DSN="+nodeDSN, "CRASH_HELPER_NODE="+id,
 			"CRASH_HELPER_STALE="+cfg.staleAfter.String(), "CRASH_HELPER_HEARTBEAT="+cfg.heartbeatEach.String(),
 			"CRASH_HELPER_PAUSE="+cfg.stepPause.String())
 		require.NoError(t, cmd.Start())
@@ -120,7 +127,9 @@ func crashTest(t *testing.T, dialect string) {
 		return n > 0
 	}, time.Minute, 5*time.Millisecond, "no node started working")
 	deadline := time.Now().Add(cfg.deadline)
-	kills := 0
+	kills, terms, connKills := 0, 0, 0
+	sigkilled := map[string]int64{} // node -> when it was SIGKILLed
+	var connKilledAt []int64
 	for time.Now().Before(deadline) {
 		if kills > 0 {
 			time.Sleep(cfg.killEvery) // the pace of the chaos, not a wait for an event
@@ -136,14 +145,31 @@ func crashTest(t *testing.T, dialect string) {
 		}
 		sort.Strings(names)
 		victim := names[rand.IntN(len(names))]
-		require.NoError(t, nodes[victim].Process.Signal(syscall.SIGKILL))
-		_ = nodes[victim].Wait()
+		// Mixed faults: SIGKILL, a graceful stop (SIGTERM, which the node
+		// handles), and on PostgreSQL every node connection killed.
+		switch fault := kills % 3; {
+		case fault == 2 && app != "":
+			require.NoError(t, s.DB().Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ?`, app).Error)
+			connKills++
+			connKilledAt = append(connKilledAt, time.Now().UnixNano())
+			kills++
+			continue
+		case fault == 1:
+			require.NoError(t, nodes[victim].Process.Signal(syscall.SIGTERM))
+			_ = nodes[victim].Wait()
+			terms++
+		default:
+			sigkilled[victim] = time.Now().UnixNano()
+			require.NoError(t, nodes[victim].Process.Signal(syscall.SIGKILL))
+			_ = nodes[victim].Wait()
+		}
 		delete(nodes, victim)
 		kills++
 		startNode()
 	}
 	stopAll()
-	t.Logf("%s: %d workflows, %d nodes started, %d killed", dialect, cfg.workflows, started, kills)
+	t.Logf("%s: %d workflows, %d nodes started, %d faults: %d SIGTERM, %d connection kills, the rest SIGKILL",
+		dialect, cfg.workflows, started, kills, terms, connKills)
 	require.Positive(t, kills, "the test killed nobody")
 
 	for _, id := range ids {
@@ -177,6 +203,31 @@ func crashTest(t *testing.T, dialect string) {
 		EndedAt                     *int64
 	}
 	require.NoError(t, s.DB().Raw(`SELECT execution_id, step_id, node_id, started_at, ended_at FROM step_runs`).Scan(&runs).Error)
+	// A step whose function returned success (ended_at is set just before the
+	// return) runs again only if its node was SIGKILLed after that return,
+	// before the result reached the journal; never after a graceful stop or a
+	// killed connection.
+	returned := map[string][]int{}
+	for i, r := range runs {
+		if r.EndedAt != nil {
+			returned[r.ExecutionID+"/"+r.StepID] = append(returned[r.ExecutionID+"/"+r.StepID], i)
+		}
+	}
+	for key, idx := range returned {
+		sort.Slice(idx, func(a, b int) bool { return *runs[idx[a]].EndedAt < *runs[idx[b]].EndedAt })
+		for _, i := range idx[:len(idx)-1] {
+			r := runs[i]
+			killedAt, killed := sigkilled[r.NodeID]
+			// A connection killed just after the step's own last write may
+			// lose that write's answer: the step then failed, and its retry
+			// is right.
+			connKilled := slices.ContainsFunc(connKilledAt, func(at int64) bool {
+				return at > *r.EndedAt && at-*r.EndedAt < int64(5*time.Second)
+			})
+			require.True(t, (killed && killedAt > *r.EndedAt) || connKilled,
+				"step %s returned success on %s and ran again, with no SIGKILL of that node after its return", key, r.NodeID)
+		}
+	}
 	ranOn := map[string]bool{}
 	for _, r := range runs {
 		ranOn[r.NodeID] = true
@@ -221,7 +272,10 @@ func crashWorkflow(s *repository.Storage, pause time.Duration) engine.WorkflowFu
 					key, wctx.NodeID(), key).Error; err != nil {
 					return false, err
 				}
-				err := db.Exec(`UPDATE step_runs SET ended_at = ? WHERE execution_id = ? AND step_id = ? AND node_id = ? AND started_at = ?`,
+				// The mark of a successful return must not be cut short by a
+				// graceful stop: with it, ended_at is set exactly when the
+				// function returns success.
+				err := s.DB().WithContext(context.WithoutCancel(c)).Exec(`UPDATE step_runs SET ended_at = ? WHERE execution_id = ? AND step_id = ? AND node_id = ? AND started_at = ?`,
 					time.Now().UnixNano(), wctx.ExecutionID(), step, wctx.NodeID(), start).Error
 				return err == nil, err
 			}, engine.WithRetry(engine.RetryPolicy{MaxAttempts: 5, InitialBackoff: 10 * time.Millisecond, BackoffMultiplier: 2}))
@@ -248,6 +302,9 @@ func TestHelperCrashNode(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
+	// SIGTERM is a graceful stop: Run's context ends and Run returns.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
+	defer stop()
 	s, err := repository.Open(ctx, dsn, repository.WithMaxOpenConns(8))
 	require.NoError(t, err)
 	defer s.Close()

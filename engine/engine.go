@@ -241,21 +241,9 @@ func (e *Engine) sameStart(ctx context.Context, in repository.NewExecution) erro
 // sameJSON reports whether a stored document and a caller's input are the
 // same JSON value (key order and spacing aside).
 func sameJSON(stored models.JSON, input any) bool {
-	var raw []byte
-	switch x := input.(type) {
-	case nil:
-	case models.JSON:
-		raw = x
-	case json.RawMessage:
-		raw = x
-	case []byte:
-		raw = x
-	default:
-		b, err := json.Marshal(input)
-		if err != nil {
-			return false
-		}
-		raw = b
+	raw, err := repository.EncodeJSON("execution input", input)
+	if err != nil {
+		return false
 	}
 	if len(raw) == 0 || len(stored) == 0 {
 		return len(raw) == 0 && len(stored) == 0
@@ -444,11 +432,11 @@ func (e *Engine) resumeLater(executionID string, after time.Duration) {
 			giveUp()
 			return
 		}
-		err = e.Resume(ctx, exec)
+		// Unmark first: a run that fails again marks it anew.
 		e.mu.Lock()
 		delete(e.retrying, executionID)
 		e.mu.Unlock()
-		if err != nil {
+		if err := e.Resume(ctx, exec); err != nil {
 			giveUp()
 		}
 	})

@@ -79,6 +79,10 @@ func checkLabels(labels map[string]string) error {
 	return nil
 }
 
+// EncodeJSON turns a value into the document the repository would store for
+// it (see encodeJSON); the engine compares inputs with it.
+func EncodeJSON(what string, v any) (models.JSON, error) { return encodeJSON(what, v) }
+
 // encodeJSON turns a caller's value into a stored document. Encoded JSON
 // ([]byte, json.RawMessage, models.JSON) is stored as is once checked valid;
 // anything else goes through encoding/json; nil is NULL.

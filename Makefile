@@ -19,7 +19,7 @@ vet:
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 ./repository/ ./engine/
 
-# The full crash test: 200 workflows, a node SIGKILLed every second (set the DSN for PostgreSQL).
+# The full chaos test: 200 five-step workflows, a fault every 250 ms: SIGKILL, SIGTERM or (PostgreSQL) killed connections (set the DSN for PostgreSQL).
 crash:
 	WORKFLOW_CRASH_FULL=1 $(GO) test -count=1 -v -run '^TestCrash_' -timeout 30m ./engine/
 

@@ -53,7 +53,7 @@ func crashConfig() crashSetup {
 	c := crashSetup{workflows: 40, killEvery: 400 * time.Millisecond, deadline: 2 * time.Minute, stepPause: 30 * time.Millisecond,
 		nodes: 3, staleAfter: 2 * time.Second, heartbeatEach: 100 * time.Millisecond}
 	if os.Getenv("WORKFLOW_CRASH_FULL") == "1" {
-		c.workflows, c.killEvery, c.deadline = 200, time.Second, 10*time.Minute
+		c.workflows, c.killEvery, c.deadline, c.stepPause = 200, 250*time.Millisecond, 10*time.Minute, 100*time.Millisecond
 	}
 	return c
 }

@@ -90,6 +90,12 @@ func (x *execution) run() (retry bool) {
 	// again. A write that fails keeps the completions for the next run here.
 	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(x.ctx), finishTimeout)
 	flushErr := wctx.flush(flushCtx)
+	// When the engine stops, no later run here will write them: try a few
+	// more times before the process goes away.
+	for pause := 50 * time.Millisecond; flushErr != nil && errors.Is(x.cause(), errShutdown) && pause <= time.Second && flushCtx.Err() == nil; pause *= 2 {
+		time.Sleep(pause)
+		flushErr = wctx.flush(flushCtx)
+	}
 	cancelFlush()
 	if flushErr != nil {
 		e.carry(x.id, wctx.takeAllPending())

@@ -176,13 +176,16 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 		}
 		claimable += " AND (definition_id, definition_version) IN (" + strings.Join(pairs, ", ") + ")"
 	}
-	args := append([]any{p.NodeID, now, now}, claimArgs...)
-	args = append(args, p.Limit)
+	// The rows are picked once, in a materialized CTE: as a subquery of the
+	// UPDATE, PostgreSQL may run the pick again for each row it updates, and
+	// then claims far more than the limit.
+	args := append(append([]any{}, claimArgs...), p.Limit, p.NodeID, now, now)
 	args = append(args, claimArgs...)
 	var claimed []models.WorkflowExecution
-	err := s.query(ctx).Raw(`UPDATE workflow_executions SET node_id = ?, version = version + 1, last_heartbeat = ?, updated_at = ? `+
-		`WHERE execution_id IN (SELECT execution_id FROM workflow_executions WHERE `+claimable+
-		` ORDER BY live_heartbeat, execution_id LIMIT ?`+s.dialect.claimLock()+`) AND `+claimable+returningExecution,
+	err := s.query(ctx).Raw(`WITH picked AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE `+claimable+
+		` ORDER BY live_heartbeat, execution_id LIMIT ?`+s.dialect.claimLock()+`) `+
+		`UPDATE workflow_executions SET node_id = ?, version = version + 1, last_heartbeat = ?, updated_at = ? `+
+		`WHERE execution_id IN (SELECT execution_id FROM picked) AND `+claimable+returningExecution,
 		args...).Scan(&claimed).Error
 	if err != nil {
 		return nil, fmt.Errorf("claiming executions for %s: %w", p.NodeID, err)

@@ -375,6 +375,12 @@ func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, res
 	go func() {
 		defer e.wg.Done()
 		retry := x.run()
+		if !retry && x.parent.Err() != nil {
+			// The engine is stopping: hand the execution back, whichever path
+			// the run took (one that started as Run ended stops at once). If it
+			// has ended, the write changes nothing.
+			x.release()
+		}
 		e.mu.Lock()
 		if retry {
 			e.retrying[exec.ExecutionID] = true

@@ -20,11 +20,13 @@ type execution struct {
 	exec   *models.WorkflowExecution
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	// parent is Run's context: once it ends, the engine is stopping.
+	parent context.Context
 }
 
 func newExecution(e *Engine, parent context.Context, exec *models.WorkflowExecution) *execution {
 	ctx, cancel := context.WithCancelCause(parent)
-	return &execution{engine: e, id: exec.ExecutionID, exec: exec, ctx: ctx, cancel: cancel}
+	return &execution{engine: e, id: exec.ExecutionID, exec: exec, ctx: ctx, cancel: cancel, parent: parent}
 }
 
 // stop ends the workflow's context with a cause; the workflow notices at its
@@ -112,9 +114,6 @@ func (x *execution) run() (retry bool) {
 		return x.finish(models.ExecutionTimedOut, nil, fmt.Errorf("%w after %s", errTimedOut, reg.timeout))
 	case cause != nil:
 		log.LogAttrs(context.Background(), slog.LevelInfo, "execution stopped", slog.String("cause", cause.Error()))
-		if errors.Is(cause, errShutdown) && flushErr == nil {
-			x.release()
-		}
 		return errors.Is(cause, errStorage)
 	case err != nil:
 		return x.finish(models.ExecutionFailed, nil, err)

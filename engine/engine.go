@@ -549,7 +549,7 @@ func (e *Engine) Await(ctx context.Context, executionID string) (*models.Workflo
 
 // Signal sends a signal to an execution; AwaitSignal receives it. A signal to
 // an execution that has ended returns ErrExecutionEnded, and one to an unknown
-// id repository.ErrNotFound: nobody would ever receive it.
+// id ErrNotFound: nobody would ever receive it.
 func (e *Engine) Signal(ctx context.Context, executionID, name string, payload any) error {
 	cur, err := e.store.GetExecution(ctx, executionID)
 	if err != nil {

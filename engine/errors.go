@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"fmt"
+
+	"github.com/plexspaces/workflow/repository"
 )
 
 // Errors the engine returns; match them with errors.Is.
@@ -21,6 +23,8 @@ var (
 	// ErrExecutionEnded: the execution has ended (COMPLETED, FAILED, CANCELLED
 	// or TIMED_OUT), so a signal to it would never be received.
 	ErrExecutionEnded = errors.New("engine: execution has ended")
+	// ErrNotFound: no execution has the given id (repository.ErrNotFound).
+	ErrNotFound = repository.ErrNotFound
 	// ErrTooManyCrashes: a step's attempts died with their node too often.
 	ErrTooManyCrashes = errors.New("engine: step crashed its node too often")
 	// errUnstorable marks a step result or workflow output that the

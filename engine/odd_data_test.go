@@ -270,6 +270,7 @@ func TestEngine_SignalEndedOrUnknown(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, waiting)
 		require.ErrorIs(t, e.Signal(t.Context(), "no-such-execution", "x", 1), repository.ErrNotFound)
+		require.ErrorIs(t, e.Signal(t.Context(), "no-such-execution", "x", 1), engine.ErrNotFound)
 
 		cancelled, err := e.Start(t.Context(), "sig-ended", "v1", nil, engine.WithExecutionID("to-cancel-"+strings.ToLower(s.Dialect())))
 		require.NoError(t, err)

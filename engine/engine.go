@@ -56,10 +56,8 @@ type Engine struct {
 	// retrying holds the executions whose run stopped on a storage failure
 	// and that resumeLater will run again; the node keeps beating for them.
 	retrying map[string]bool
-	// reserved counts slots taken but not yet running: by Start for the
-	// execution it creates, and (sweepHeld of them) by the sweep in progress
-	// for what it claims.
-	reserved, sweepHeld int
+	// reserved counts slots Start has taken for executions it is creating.
+	reserved int
 }
 
 var _ recovery.Resumer = (*Engine)(nil)
@@ -320,12 +318,7 @@ func (e *Engine) freeSlots() int {
 	if len(e.workflows) == 0 {
 		return 0
 	}
-	// The slots a sweep may fill are held for it, so that a Start racing the
-	// sweep cannot take them too; each call replaces the previous sweep's hold.
-	e.reserved -= e.sweepHeld
-	e.sweepHeld = max(e.cfg.MaxConcurrent-len(e.running)-e.reserved, 0)
-	e.reserved += e.sweepHeld
-	return e.sweepHeld
+	return e.cfg.MaxConcurrent - len(e.running) - e.reserved
 }
 
 // runningIDs are the executions this node beats for: those it runs and those
@@ -355,20 +348,25 @@ func (e *Engine) Resume(ctx context.Context, exec *models.WorkflowExecution) err
 // resume runs exec here; reserved says Start took a slot for it.
 func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, reserved bool) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	switch {
-	case reserved:
-		e.reserved--
-	case e.sweepHeld > 0:
-		e.sweepHeld--
+	if reserved {
 		e.reserved--
 	}
 	if e.runCtx == nil || ctx == nil {
+		e.mu.Unlock()
 		return fmt.Errorf("resuming %s: engine %s is not running: %w", exec.ExecutionID, e.cfg.NodeID, ErrInvalidConfig)
 	}
 	if _, dup := e.running[exec.ExecutionID]; dup {
+		e.mu.Unlock()
 		return nil
 	}
+	if !reserved && len(e.running)+e.reserved >= e.cfg.MaxConcurrent {
+		e.mu.Unlock()
+		// A sweep claimed it while racing Starts filled the slots: hand it
+		// back rather than run more than MaxConcurrent.
+		_ = e.store.ReleaseExecution(context.WithoutCancel(ctx), exec.ExecutionID, e.cfg.NodeID)
+		return fmt.Errorf("resuming %s: engine %s has no free slot", exec.ExecutionID, e.cfg.NodeID)
+	}
+	defer e.mu.Unlock()
 	x := newExecution(e, e.runCtx, exec)
 	e.running[exec.ExecutionID] = x
 	e.wg.Add(1)

@@ -90,3 +90,27 @@ func statuses(h []models.StepExecution) []string {
 	}
 	return out
 }
+
+// startThenStop starts a workflow of definition defID on node, stops the node
+// gracefully as soon as entered receives (the workflow is mid-step), and
+// returns the execution's id.
+func startThenStop(t *testing.T, s *repository.Storage, node, defID string, wf engine.WorkflowFunc, entered <-chan struct{}) string {
+	t.Helper()
+	e := engine.New(s, fast(node))
+	require.NoError(t, e.Register(def(defID), wf))
+	stop := run(t, e)
+	id, err := e.Start(t.Context(), defID, "v1", nil)
+	require.NoError(t, err)
+	receive(t, entered)
+	stop()
+	return id
+}
+
+// runAgain runs defID's workflow on a new node and awaits the execution.
+func runAgain(t *testing.T, s *repository.Storage, node, defID string, wf engine.WorkflowFunc, id string) *models.WorkflowExecution {
+	t.Helper()
+	e := engine.New(s, fast(node))
+	require.NoError(t, e.Register(def(defID), wf))
+	run(t, e)
+	return await(t, e, id)
+}

@@ -152,18 +152,8 @@ func TestEngine_DeclaredStepErrorSurvivesReplay(t *testing.T) {
 				return branch, nil
 			})
 		}
-		e1 := engine.New(s, fast("saga"))
-		require.NoError(t, e1.Register(def("saga"), wf))
-		stop := run(t, e1)
-		id, err := e1.Start(t.Context(), "saga", "v1", nil)
-		require.NoError(t, err)
-		receive(t, entered)
-		stop()
-
-		e2 := engine.New(s, fast("saga-2"))
-		require.NoError(t, e2.Register(def("saga"), wf))
-		run(t, e2)
-		exec := await(t, e2, id)
+		id := startThenStop(t, s, "saga", "saga", wf, entered)
+		exec := runAgain(t, s, "saga-2", "saga", wf, id)
 		require.Equal(t, models.ExecutionCompleted, exec.Status, "error %v", exec.Error)
 		require.JSONEq(t, `"declined"`, string(exec.Output))
 		mu.Lock()

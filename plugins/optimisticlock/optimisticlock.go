@@ -1,12 +1,15 @@
-// Package optimisticlock is a GORM plugin that guards every model with an
-// integer Version field against lost updates.
+// Package optimisticlock is a GORM plugin that guards the models that opt in
+// against lost updates.
 //
-// Register it with db.Use([New]()). From then on, for such a model:
+// A model opts in by giving one field the type [Version] (any field name, any
+// column); models without such a field behave exactly as if the plugin were
+// not registered, whatever their fields are called. Register the plugin with
+// db.Use([New]()). From then on, for a model that opts in:
 //
-//   - Create stores Version 1 when the field is zero.
+//   - Create stores version 1 when the field is zero.
 //   - Update, Updates (struct or map) and Save add "WHERE version = <in-memory
-//     version>" and "SET version = version + 1", and on success increment the
-//     in-memory Version.
+//     version>" and "SET version = version + 1" (see [Bump]), and on success
+//     increment the in-memory version.
 //   - Delete adds the same WHERE.
 //   - When the WHERE matches no row, the statement fails with
 //     [ErrConcurrentUpdate] if the row exists with another version, or with
@@ -17,7 +20,7 @@
 // version is still bumped, so other holders of the row notice the change.
 // Statements that skip hooks (UpdateColumn, UpdateColumns, a Session with
 // SkipHooks) skip the plugin too: they are the way to write without bumping
-// the version.
+// the version, or to bump it by hand with [Bump].
 package optimisticlock
 
 import (
@@ -38,21 +41,16 @@ var ErrConcurrentUpdate = errors.New("optimisticlock: concurrent update")
 // Name is the plugin's name, and the prefix of every callback it registers.
 const Name = "optimisticlock"
 
-// expectedKey holds, per statement, the version the WHERE clause checked.
+// expectedKey holds, per statement, the version (an int64) the WHERE clause
+// checked.
 const expectedKey = Name + ":expected"
 
-type plugin struct {
-	fieldName string
-}
+// plugin has no settings: which models it guards is decided by their fields'
+// types alone.
+type plugin struct{}
 
 // New returns the plugin; see the package documentation for what it does.
-func New(opts ...Option) gorm.Plugin {
-	p := &plugin{fieldName: FieldNameDefault}
-	for _, opt := range opts {
-		opt(p)
-	}
-	return p
-}
+func New() gorm.Plugin { return &plugin{} }
 
 // Name returns the plugin's name.
 func (p *plugin) Name() string { return Name }
@@ -90,16 +88,35 @@ func (p *plugin) versionField(db *gorm.DB) *schema.Field {
 	if db.Error != nil || stmt.Schema == nil || stmt.SQL.Len() > 0 {
 		return nil
 	}
-	field := stmt.Schema.LookUpField(p.fieldName)
-	if field == nil || field.DBName == "" {
-		return nil
-	}
-	switch field.FieldType.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return field
+	return lockField(stmt.Schema)
+}
+
+// lockField returns the model's first stored field of type Version or
+// *Version, or nil. The type is the opt-in: a field's name says nothing, since
+// apps have integer "Version" fields of their own that must stay untouched.
+func lockField(s *schema.Schema) *schema.Field {
+	for _, field := range s.Fields {
+		if field.DBName != "" && (field.FieldType == versionType || field.FieldType == versionPtrType) {
+			return field
+		}
 	}
 	return nil
+}
+
+// versionOf reads the version field of the row in rv; ok is false when the
+// version is unknown (zero, or a nil *Version).
+func versionOf(db *gorm.DB, field *schema.Field, rv reflect.Value) (version int64, ok bool) {
+	value, zero := field.ValueOf(db.Statement.Context, rv)
+	if zero {
+		return 0, false
+	}
+	switch v := value.(type) {
+	case Version:
+		version = int64(v)
+	case *Version:
+		version = int64(*v)
+	}
+	return version, version != 0
 }
 
 func (p *plugin) beforeCreate(db *gorm.DB) {
@@ -109,8 +126,8 @@ func (p *plugin) beforeCreate(db *gorm.DB) {
 	}
 	rv := db.Statement.ReflectValue
 	set := func(v reflect.Value) {
-		if _, zero := field.ValueOf(db.Statement.Context, v); zero {
-			db.AddError(field.Set(db.Statement.Context, v, 1))
+		if _, known := versionOf(db, field, v); !known {
+			db.AddError(field.Set(db.Statement.Context, v, int64(1)))
 		}
 	}
 	switch rv.Kind() {
@@ -127,14 +144,14 @@ func (p *plugin) beforeCreate(db *gorm.DB) {
 // whether the statement may be checked against it: only when the row is pinned
 // by its primary key or by the caller's own conditions, so that a bare
 // "WHERE version = 3" can never touch every row at version 3.
-func expectedVersion(db *gorm.DB, field *schema.Field) (any, bool) {
+func expectedVersion(db *gorm.DB, field *schema.Field) (int64, bool) {
 	stmt := db.Statement
 	if stmt.ReflectValue.Kind() != reflect.Struct {
-		return nil, false
+		return 0, false
 	}
-	version, zero := field.ValueOf(stmt.Context, stmt.ReflectValue)
-	if zero {
-		return nil, false
+	version, known := versionOf(db, field, stmt.ReflectValue)
+	if !known {
+		return 0, false
 	}
 	if _, ok := stmt.Clauses["WHERE"]; ok {
 		return version, true
@@ -155,7 +172,7 @@ func primaryKeySet(db *gorm.DB) bool {
 	return true
 }
 
-func checkVersion(db *gorm.DB, field *schema.Field, version any) {
+func checkVersion(db *gorm.DB, field *schema.Field, version int64) {
 	db.Statement.AddClause(clause.Where{Exprs: []clause.Expression{
 		clause.Eq{Column: clause.Column{Table: clause.CurrentTable, Name: field.DBName}, Value: version},
 	}})
@@ -163,7 +180,7 @@ func checkVersion(db *gorm.DB, field *schema.Field, version any) {
 }
 
 // beforeUpdate builds the SET clause the way gorm:update would, then replaces
-// any assignment to the version column with "version = version + 1". Building
+// any assignment to the version column with the [Bump]. Building
 // it here keeps GORM's own rules for structs, maps, Select and Omit, and a
 // Select that leaves out the version column cannot drop the bump.
 func (p *plugin) beforeUpdate(db *gorm.DB) {
@@ -183,7 +200,7 @@ func (p *plugin) beforeUpdate(db *gorm.DB) {
 	if stmt.ReflectValue.Kind() == reflect.Struct {
 		// ConvertToAssignments copies a "version" the caller passed into the
 		// model; the model keeps the version it was read at until the write lands.
-		if original, _ := field.ValueOf(stmt.Context, stmt.ReflectValue); original != version && check {
+		if original, _ := versionOf(db, field, stmt.ReflectValue); original != version && check {
 			db.AddError(field.Set(stmt.Context, stmt.ReflectValue, version))
 		}
 	}
@@ -193,10 +210,7 @@ func (p *plugin) beforeUpdate(db *gorm.DB) {
 			kept = append(kept, a)
 		}
 	}
-	kept = append(kept, clause.Assignment{
-		Column: clause.Column{Name: field.DBName},
-		Value:  clause.Expr{SQL: "? + 1", Vars: []any{clause.Column{Name: field.DBName}}},
-	})
+	kept = append(kept, clause.Assignment{Column: clause.Column{Name: field.DBName}, Value: Bump(field.DBName)})
 	stmt.AddClause(kept)
 	if check {
 		checkVersion(db, field, version)
@@ -216,7 +230,7 @@ func (p *plugin) beforeDelete(db *gorm.DB) {
 // afterWrite turns a version miss into an error and, on a hit, moves the
 // in-memory version forward.
 func (p *plugin) afterWrite(db *gorm.DB) {
-	version, checked := db.InstanceGet(expectedKey)
+	expected, checked := db.InstanceGet(expectedKey)
 	if !checked || db.Error != nil {
 		return
 	}
@@ -225,17 +239,9 @@ func (p *plugin) afterWrite(db *gorm.DB) {
 		return
 	}
 	if _, updated := db.Statement.Clauses["SET"]; updated {
-		field := db.Statement.Schema.LookUpField(p.fieldName)
-		db.AddError(field.Set(db.Statement.Context, db.Statement.ReflectValue, increment(reflect.ValueOf(version))))
+		field := lockField(db.Statement.Schema)
+		db.AddError(field.Set(db.Statement.Context, db.Statement.ReflectValue, expected.(int64)+1))
 	}
-}
-
-func increment(v reflect.Value) any {
-	switch v.Kind() {
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return v.Uint() + 1
-	}
-	return v.Int() + 1
 }
 
 // missError tells a row that changed from a row that is gone, with one SELECT by

@@ -2,6 +2,7 @@ package optimisticlock_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"regexp"
 	"testing"
@@ -17,13 +18,29 @@ import (
 	"github.com/plexspaces/workflow/plugins/optimisticlock"
 )
 
-// account is a user's model: the plugin knows nothing of it but its Version.
+// account is a user's model that opts in: the plugin knows nothing of it but
+// the type of its Version field.
 type account struct {
 	ID        int64 `gorm:"primaryKey"`
 	Owner     string
 	Balance   int64
-	Version   int64
+	Version   optimisticlock.Version
 	UpdatedAt time.Time
+}
+
+// note is a user's model with an integer field named Version of its own: it
+// does not opt in, so the plugin must leave it alone.
+type note struct {
+	ID      int64 `gorm:"primaryKey"`
+	Text    string
+	Version int64
+}
+
+// ticket opts in through a pointer field with another name and column.
+type ticket struct {
+	ID    int64 `gorm:"primaryKey"`
+	Title string
+	Rev   *optimisticlock.Version `gorm:"column:revision"`
 }
 
 func mockDB(t *testing.T) (*gorm.DB, sqlmock.Sqlmock) {
@@ -172,7 +189,7 @@ func realDBs(t *testing.T) map[string]*gorm.DB {
 	}
 	for name, db := range dbs {
 		require.NoError(t, db.Use(optimisticlock.New()), name)
-		require.NoError(t, db.AutoMigrate(&account{}), name)
+		require.NoError(t, db.AutoMigrate(&account{}, &note{}, &ticket{}), name)
 		sqlDB, _ := db.DB()
 		t.Cleanup(func() { _ = sqlDB.Close() })
 	}
@@ -220,4 +237,93 @@ func TestReal_EveryOperation(t *testing.T) {
 			require.True(t, errors.Is(err, gorm.ErrRecordNotFound), "gone, not conflicting: %v", err)
 		})
 	}
+}
+
+func TestMock_PlainVersionFieldIsUntouched(t *testing.T) {
+	t.Parallel()
+	db, mock := mockDB(t)
+	mock.ExpectBegin()
+	mock.ExpectQuery(`INSERT INTO "notes" ("text","version") VALUES ($1,$2) RETURNING "id"`).
+		WithArgs("hi", int64(0)).WillReturnRows(sqlmock.NewRows([]string{"id"}).AddRow(7))
+	mock.ExpectCommit()
+	mock.ExpectBegin()
+	mock.ExpectExec(`UPDATE "notes" SET "text"=$1,"version"=$2 WHERE "id" = $3`).
+		WithArgs("ho", int64(3), int64(7)).WillReturnResult(sqlmock.NewResult(0, 1))
+	mock.ExpectCommit()
+
+	n := note{Text: "hi"}
+	require.NoError(t, db.Create(&n).Error)
+	require.EqualValues(t, 0, n.Version, "Create does not start a plain field at 1")
+	n.Text, n.Version = "ho", 3
+	require.NoError(t, db.Save(&n).Error)
+	require.EqualValues(t, 3, n.Version, "Save does not bump a plain field")
+}
+
+func TestReal_PlainVersionFieldIsUntouched(t *testing.T) {
+	t.Parallel()
+	for name, db := range realDBs(t) {
+		t.Run(name, func(t *testing.T) {
+			db := db.WithContext(context.Background())
+			mine := note{Text: "a", Version: 1}
+			require.NoError(t, db.Create(&mine).Error)
+			theirs := mine
+
+			mine.Text = "b"
+			require.NoError(t, db.Save(&mine).Error)
+			require.EqualValues(t, 1, mine.Version, "Save does not bump")
+			theirs.Text = "c"
+			require.NoError(t, db.Save(&theirs).Error, "a stale Save succeeds")
+			require.NoError(t, db.Model(&theirs).Updates(map[string]any{"text": "d"}).Error)
+			require.NoError(t, db.Delete(&note{ID: mine.ID, Version: 99}).Error, "Delete ignores the field")
+
+			var count int64
+			require.NoError(t, db.Model(&note{}).Count(&count).Error)
+			require.Zero(t, count)
+		})
+	}
+}
+
+func TestReal_PointerFieldWithOwnColumn(t *testing.T) {
+	t.Parallel()
+	for name, db := range realDBs(t) {
+		t.Run(name, func(t *testing.T) {
+			db := db.WithContext(context.Background())
+			mine := ticket{Title: "a"}
+			require.NoError(t, db.Create(&mine).Error)
+			require.NotNil(t, mine.Rev)
+			require.EqualValues(t, 1, *mine.Rev, "a nil version starts at 1")
+			stale := ticket{ID: mine.ID, Title: "x", Rev: new(optimisticlock.Version)}
+			*stale.Rev = 1
+
+			mine.Title = "b"
+			require.NoError(t, db.Save(&mine).Error)
+			require.EqualValues(t, 2, *mine.Rev)
+			require.ErrorIs(t, db.Save(&stale).Error, optimisticlock.ErrConcurrentUpdate)
+			require.ErrorIs(t, db.Model(&stale).Updates(ticket{Title: "y"}).Error, optimisticlock.ErrConcurrentUpdate)
+
+			var stored ticket
+			require.NoError(t, db.First(&stored, mine.ID).Error)
+			require.Equal(t, "b", stored.Title)
+			require.EqualValues(t, 2, *stored.Rev)
+		})
+	}
+}
+
+func TestBump(t *testing.T) {
+	t.Parallel()
+	db, mock := mockDB(t)
+	mock.ExpectExec(`UPDATE "notes" SET "version"="version" + 1 WHERE id = $1`).
+		WithArgs(int64(7)).WillReturnResult(sqlmock.NewResult(0, 1))
+	require.NoError(t, db.Session(&gorm.Session{SkipDefaultTransaction: true}).Model(&note{}).Where("id = ?", 7).
+		UpdateColumn("version", optimisticlock.Bump("version")).Error)
+}
+
+func TestVersionIsANumberInJSON(t *testing.T) {
+	t.Parallel()
+	b, err := json.Marshal(account{Version: 3})
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"Version":3`)
+	var back account
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.EqualValues(t, 3, back.Version)
 }

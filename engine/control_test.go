@@ -148,7 +148,7 @@ func TestEngine_FencedNodeWritesNothing(t *testing.T) {
 		receive(t, inStep)
 		cur, err := s.GetExecution(ctx, id)
 		require.NoError(t, err)
-		require.NoError(t, s.TransferOwnership(ctx, id, "successor", cur.Version))
+		require.NoError(t, s.TransferOwnership(ctx, id, "successor", int64(cur.Version)))
 		close(release)
 		require.ErrorIs(t, receive(t, stoppedWith), engine.ErrOwnershipLost)
 

@@ -602,7 +602,8 @@ func (e *Engine) Cancel(ctx context.Context, executionID string) error {
 		if cur.Status.Terminal() {
 			return nil
 		}
-		err = e.store.UpdateExecutionStatusWithVersion(ctx, executionID, models.ExecutionCancelled, &cur.Version)
+		version := int64(cur.Version)
+		err = e.store.UpdateExecutionStatusWithVersion(ctx, executionID, models.ExecutionCancelled, &version)
 		if errors.Is(err, repository.ErrConcurrentUpdate) {
 			continue // it moved on; look again
 		}

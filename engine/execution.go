@@ -134,7 +134,8 @@ func transient(err error) bool {
 func (x *execution) markRunning(needStartedAt bool) error {
 	store := x.engine.store
 	for tries := 0; x.exec.Status != models.ExecutionRunning; tries++ {
-		err := store.UpdateExecutionStatusWithVersion(x.ctx, x.id, models.ExecutionRunning, &x.exec.Version)
+		version := int64(x.exec.Version)
+		err := store.UpdateExecutionStatusWithVersion(x.ctx, x.id, models.ExecutionRunning, &version)
 		if err == nil {
 			x.exec.Status = models.ExecutionRunning
 			x.exec.Version++

@@ -1,6 +1,10 @@
 package models
 
-import "time"
+import (
+	"time"
+
+	"github.com/plexspaces/workflow/plugins/optimisticlock"
+)
 
 // WorkflowDefinition is one version of a workflow: its id, a human name and the
 // definition document. (ID, Version) is the primary key.
@@ -19,27 +23,28 @@ func (WorkflowDefinition) TableName() string { return "workflow_definitions" }
 // WorkflowExecution is one run of a workflow definition.
 //
 // Version is the optimistic lock: it starts at 1 and every state change bumps
-// it, so a writer holding an old version learns of the conflict. NodeID is the
-// owner, the only node allowed to run the execution; LastHeartbeat is when the
-// owner last said it is alive.
+// it, so a writer holding an old version learns of the conflict. Its type opts
+// the model in to the optimisticlock plugin; it is stored as an integer and is
+// a number in JSON. NodeID is the owner, the only node allowed to run the
+// execution; LastHeartbeat is when the owner last said it is alive.
 type WorkflowExecution struct {
-	ExecutionID       string            `gorm:"column:execution_id;primaryKey" json:"execution_id"`
-	DefinitionID      string            `gorm:"column:definition_id" json:"definition_id"`
-	DefinitionVersion string            `gorm:"column:definition_version" json:"definition_version"`
-	Status            ExecutionStatus   `gorm:"column:status" json:"status"`
-	CurrentStepID     *string           `gorm:"column:current_step_id" json:"current_step_id,omitempty"`
-	Input             JSON              `gorm:"column:input" json:"input,omitempty"`
-	Output            JSON              `gorm:"column:output" json:"output,omitempty"`
-	Error             *string           `gorm:"column:error" json:"error,omitempty"`
-	NodeID            *string           `gorm:"column:node_id" json:"node_id,omitempty"`
-	Version           int64             `gorm:"column:version" json:"version"`
-	LastHeartbeat     *time.Time        `gorm:"column:last_heartbeat" json:"last_heartbeat,omitempty"`
-	Metadata          JSON              `gorm:"column:metadata" json:"metadata,omitempty"`
-	Labels            map[string]string `gorm:"-" json:"labels,omitempty"`
-	CreatedAt         time.Time         `gorm:"column:created_at" json:"created_at"`
-	UpdatedAt         time.Time         `gorm:"column:updated_at" json:"updated_at"`
-	StartedAt         *time.Time        `gorm:"column:started_at" json:"started_at,omitempty"`
-	CompletedAt       *time.Time        `gorm:"column:completed_at" json:"completed_at,omitempty"`
+	ExecutionID       string                 `gorm:"column:execution_id;primaryKey" json:"execution_id"`
+	DefinitionID      string                 `gorm:"column:definition_id" json:"definition_id"`
+	DefinitionVersion string                 `gorm:"column:definition_version" json:"definition_version"`
+	Status            ExecutionStatus        `gorm:"column:status" json:"status"`
+	CurrentStepID     *string                `gorm:"column:current_step_id" json:"current_step_id,omitempty"`
+	Input             JSON                   `gorm:"column:input" json:"input,omitempty"`
+	Output            JSON                   `gorm:"column:output" json:"output,omitempty"`
+	Error             *string                `gorm:"column:error" json:"error,omitempty"`
+	NodeID            *string                `gorm:"column:node_id" json:"node_id,omitempty"`
+	Version           optimisticlock.Version `gorm:"column:version" json:"version"`
+	LastHeartbeat     *time.Time             `gorm:"column:last_heartbeat" json:"last_heartbeat,omitempty"`
+	Metadata          JSON                   `gorm:"column:metadata" json:"metadata,omitempty"`
+	Labels            map[string]string      `gorm:"-" json:"labels,omitempty"`
+	CreatedAt         time.Time              `gorm:"column:created_at" json:"created_at"`
+	UpdatedAt         time.Time              `gorm:"column:updated_at" json:"updated_at"`
+	StartedAt         *time.Time             `gorm:"column:started_at" json:"started_at,omitempty"`
+	CompletedAt       *time.Time             `gorm:"column:completed_at" json:"completed_at,omitempty"`
 }
 
 // TableName maps the model to its table.

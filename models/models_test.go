@@ -2,11 +2,14 @@ package models_test
 
 import (
 	"encoding/json"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm/schema"
 
 	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/plugins/optimisticlock"
 )
 
 func TestParseExecutionStatus(t *testing.T) {
@@ -82,4 +85,27 @@ func TestJSON(t *testing.T) {
 	var n map[string]int
 	require.NoError(t, models.JSON(`{"k":3}`).Unmarshal(&n))
 	require.Equal(t, 3, n["k"])
+}
+
+// The execution's Version opts in to the plugin by its type, yet stays an
+// integer column and a JSON number, as it was when it was a plain int64.
+func TestExecutionVersionIsALockAndAnInteger(t *testing.T) {
+	t.Parallel()
+	s, err := schema.Parse(&models.WorkflowExecution{}, &sync.Map{}, schema.NamingStrategy{})
+	require.NoError(t, err)
+	field := s.LookUpField("version")
+	require.NotNil(t, field)
+	require.Equal(t, schema.Int, field.DataType)
+	require.Equal(t, 64, field.Size)
+	var v optimisticlock.Version
+	require.IsType(t, v, models.WorkflowExecution{}.Version)
+
+	out, err := json.Marshal(models.WorkflowExecution{ExecutionID: "e", Version: 3})
+	require.NoError(t, err)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(out, &doc))
+	require.Equal(t, float64(3), doc["version"])
+	var back models.WorkflowExecution
+	require.NoError(t, json.Unmarshal(out, &back))
+	require.EqualValues(t, 3, back.Version)
 }

@@ -141,7 +141,7 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 			if owner != s.nodeID && s.capacity != nil && s.capacity() < 1 {
 				continue // no room: a later sweep takes it, here or elsewhere
 			}
-			if err := s.store.TransferOwnership(ctx, e.ExecutionID, s.nodeID, e.Version); err != nil {
+			if err := s.store.TransferOwnership(ctx, e.ExecutionID, s.nodeID, int64(e.Version)); err != nil {
 				s.skipOrFail(ctx, &report, e, err)
 				continue
 			}
@@ -270,7 +270,7 @@ func (s *Service) Sweep(ctx context.Context) int {
 	for i := range claimed {
 		e := &claimed[i]
 		s.logger.LogAttrs(ctx, slog.LevelInfo, "claimed execution", slog.String("execution_id", e.ExecutionID),
-			slog.String("node_id", s.nodeID), slog.Int64("version", e.Version))
+			slog.String("node_id", s.nodeID), slog.Int64("version", int64(e.Version)))
 		if s.resumer != nil {
 			if err := s.resumer.Resume(ctx, e); err != nil {
 				s.logger.LogAttrs(ctx, slog.LevelError, "resuming execution", slog.String("execution_id", e.ExecutionID),

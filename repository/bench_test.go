@@ -60,7 +60,7 @@ func BenchmarkStatusWithVersion(b *testing.B) {
 	forEachDialectBench(b, func(b *testing.B, s *repository.Storage, stmts *atomic.Int64) {
 		ctx := context.Background()
 		e := create(b, s, repository.NewExecution{})
-		version := e.Version
+		version := int64(e.Version)
 		stmts.Store(0)
 		for b.Loop() {
 			require.NoError(b, s.UpdateExecutionStatusWithVersion(ctx, e.ExecutionID, models.ExecutionRunning, &version))
@@ -74,7 +74,7 @@ func BenchmarkTransferOwnership(b *testing.B) {
 	forEachDialectBench(b, func(b *testing.B, s *repository.Storage, stmts *atomic.Int64) {
 		ctx := context.Background()
 		e := create(b, s, repository.NewExecution{NodeID: "node-0"})
-		version := e.Version
+		version := int64(e.Version)
 		nodes := []string{"node-1", "node-2"}
 		stmts.Store(0)
 		for b.Loop() {

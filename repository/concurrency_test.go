@@ -45,7 +45,7 @@ func TestConcurrent_TransferOneWinner(t *testing.T) {
 		const nodes = 8
 		errs := make([]error, nodes)
 		race(t, nodes, func(i int) {
-			errs[i] = s.TransferOwnership(ctx, exec.ExecutionID, nodeName(i), exec.Version)
+			errs[i] = s.TransferOwnership(ctx, exec.ExecutionID, nodeName(i), int64(exec.Version))
 		})
 		winners := 0
 		winner := ""
@@ -119,7 +119,8 @@ func TestConcurrent_VersionedUpdatesLoseNoWrite(t *testing.T) {
 						t.Errorf("get: %v", err)
 						return
 					}
-					err = s.UpdateExecutionOutput(ctx, exec.ExecutionID, cur.Version, &cur.Version)
+					version := int64(cur.Version)
+					err = s.UpdateExecutionOutput(ctx, exec.ExecutionID, version, &version)
 					if err == nil {
 						applied.Add(1)
 						break
@@ -153,7 +154,8 @@ func TestConcurrent_WritersOnSQLiteFile(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				return tx.UpdateExecutionStatusWithVersion(ctx, e.ExecutionID, models.ExecutionRunning, &e.Version)
+				version := int64(e.Version)
+				return tx.UpdateExecutionStatusWithVersion(ctx, e.ExecutionID, models.ExecutionRunning, &version)
 			})
 			if err != nil {
 				t.Errorf("transaction: %v", err) // "database is locked" would land here

@@ -29,7 +29,8 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := store.UpdateExecutionStatusWithVersion(ctx, exec.ExecutionID, models.ExecutionRunning, &exec.Version); err != nil {
+	version := int64(exec.Version) // the version it was read at
+	if err := store.UpdateExecutionStatusWithVersion(ctx, exec.ExecutionID, models.ExecutionRunning, &version); err != nil {
 		log.Fatal(err)
 	}
 	if err := store.UpdateHeartbeat(ctx, exec.ExecutionID, "node-1"); err != nil {
@@ -43,7 +44,7 @@ func Example() {
 	node1 := "node-1"
 	orphans, _ := store.ListExecutionsByStatus(ctx, []models.ExecutionStatus{models.ExecutionRunning}, &node1)
 	for _, e := range orphans {
-		if err := store.TransferOwnership(ctx, e.ExecutionID, "node-2", e.Version); err != nil {
+		if err := store.TransferOwnership(ctx, e.ExecutionID, "node-2", int64(e.Version)); err != nil {
 			fmt.Println("another node won:", err) // errors.Is(err, repository.ErrConcurrentUpdate)
 		}
 	}

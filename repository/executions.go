@@ -12,6 +12,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/plugins/optimisticlock"
 )
 
 // newID returns a UUIDv7: unique, and sorting by creation time as text.
@@ -211,7 +212,7 @@ func (s *Storage) updateExecution(ctx context.Context, executionID string, expec
 		if err := checkExpectedVersion(*expectedVersion); err != nil {
 			return err
 		}
-		model.Version = *expectedVersion
+		model.Version = optimisticlock.Version(*expectedVersion)
 	}
 	res := s.query(ctx).Model(model).Updates(values)
 	if res.Error != nil {

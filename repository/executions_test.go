@@ -251,7 +251,7 @@ func TestExecution_NodeCrashRecovery(t *testing.T) {
 		require.NoError(t, err)
 		require.ElementsMatch(t, owned, ids(stale))
 		for _, e := range stale {
-			require.NoError(t, s.TransferOwnership(ctx, e.ExecutionID, "node-2", e.Version))
+			require.NoError(t, s.TransferOwnership(ctx, e.ExecutionID, "node-2", int64(e.Version)))
 		}
 		mine, err := s.ListExecutionsByStatus(ctx, []models.ExecutionStatus{models.ExecutionRunning}, ptr("node-2"))
 		require.NoError(t, err)

@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/plugins/optimisticlock"
 )
 
 // This file holds the writes a running node makes: a heartbeat for all it
@@ -178,13 +179,14 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 	}
 	// The rows are picked once, in a materialized CTE: as a subquery of the
 	// UPDATE, PostgreSQL may run the pick again for each row it updates, and
-	// then claims far more than the limit.
-	args := append(append([]any{}, claimArgs...), p.Limit, p.NodeID, now, now)
+	// then claims far more than the limit. "version = ?" takes the plugin's
+	// bump expression, so every writer bumps the version the same way.
+	args := append(append([]any{}, claimArgs...), p.Limit, p.NodeID, optimisticlock.Bump("version"), now, now)
 	args = append(args, claimArgs...)
 	var claimed []models.WorkflowExecution
 	err := s.query(ctx).Raw(`WITH picked AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE `+claimable+
 		` ORDER BY live_heartbeat, execution_id LIMIT ?`+s.dialect.claimLock()+`) `+
-		`UPDATE workflow_executions SET node_id = ?, version = version + 1, last_heartbeat = ?, updated_at = ? `+
+		`UPDATE workflow_executions SET node_id = ?, version = ?, last_heartbeat = ?, updated_at = ? `+
 		`WHERE execution_id IN (SELECT execution_id FROM picked) AND `+claimable+returningExecution,
 		args...).Scan(&claimed).Error
 	if err != nil {
@@ -384,7 +386,7 @@ func (s *Storage) ReleaseExecution(ctx context.Context, executionID, nodeID stri
 		return err
 	}
 	res := s.query(ctx).Model(&models.WorkflowExecution{}).Where(ownedLive, executionID, nodeID).
-		UpdateColumns(map[string]any{"node_id": nil, "updated_at": s.dialect.now(), "version": gorm.Expr("version + 1")})
+		UpdateColumns(map[string]any{"node_id": nil, "updated_at": s.dialect.now(), "version": optimisticlock.Bump("version")})
 	switch {
 	case res.Error != nil:
 		return fmt.Errorf("releasing execution %s from %s: %w", executionID, nodeID, res.Error)
@@ -418,7 +420,7 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 	res := s.query(ctx).Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).
 		UpdateColumns(map[string]any{
 			"status": p.Status, "output": out, "error": nullable(p.Error),
-			"completed_at": now, "updated_at": now, "version": gorm.Expr("version + 1"),
+			"completed_at": now, "updated_at": now, "version": optimisticlock.Bump("version"),
 		})
 	switch {
 	case res.Error != nil:

@@ -122,7 +122,7 @@ func TestOwner_CheckpointsAreFenced(t *testing.T) {
 		require.Equal(t, "charge", *got.CurrentStepID)
 
 		// n1 is presumed dead and n2 takes over: n1 can no longer write.
-		require.NoError(t, s.TransferOwnership(ctx, e.ExecutionID, "n2", got.Version))
+		require.NoError(t, s.TransferOwnership(ctx, e.ExecutionID, "n2", int64(got.Version)))
 		err = s.FinishStep(ctx, repository.FinishStepParams{ExecutionID: e.ExecutionID, StepExecutionID: step.StepExecutionID, NodeID: "n1", Status: models.StepCompleted, Output: "paid"})
 		require.ErrorIs(t, err, repository.ErrConcurrentUpdate)
 		_, err = s.StartStep(ctx, repository.StartStepParams{ExecutionID: e.ExecutionID, StepID: "ship", NodeID: "n1", Attempt: 1})
@@ -200,7 +200,7 @@ func TestOwner_StartStepCarriesPreviousCompletion(t *testing.T) {
 		// Fenced: neither the completion nor the start is written.
 		got, err := s.GetExecution(ctx, e.ExecutionID)
 		require.NoError(t, err)
-		require.NoError(t, s.TransferOwnership(ctx, e.ExecutionID, "n2", got.Version))
+		require.NoError(t, s.TransferOwnership(ctx, e.ExecutionID, "n2", int64(got.Version)))
 		done = &repository.FinishStepParams{ExecutionID: e.ExecutionID, StepExecutionID: second.StepExecutionID, NodeID: "n1", Status: models.StepCompleted, Output: 2}
 		_, err = s.StartStep(ctx, repository.StartStepParams{ExecutionID: e.ExecutionID, StepID: "c", NodeID: "n1", Attempt: 1, Previous: done})
 		require.ErrorIs(t, err, repository.ErrConcurrentUpdate)

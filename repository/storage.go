@@ -37,8 +37,9 @@ type Storage struct {
 }
 
 // New wraps db, which must be a PostgreSQL or SQLite *gorm.DB, registers the
-// optimisticlock plugin on it (it then guards every model with an integer
-// Version field) and applies the migrations unless WithoutMigrations is given.
+// optimisticlock plugin on it (it guards only models with a field of type
+// optimisticlock.Version; the app's other models are untouched) and applies the
+// migrations unless WithoutMigrations is given.
 // The Storage works on a session of db: writes outside Transaction use no
 // implicit transaction, and times are UTC microseconds.
 func New(ctx context.Context, db *gorm.DB, opts ...Option) (*Storage, error) {

@@ -18,7 +18,8 @@ import (
 // column; a *Version field works too, nil meaning "unknown" like zero (copies
 // of such a struct share one version, so prefer the plain type). Only the
 // type opts in: a plain integer field named Version is left alone, so
-// registering the plugin changes nothing for models that do not ask for it.
+// registering the plugin changes nothing for models that do not ask for it. A
+// model has one such field; were there several, the first would be the lock.
 type Version int64
 
 var (

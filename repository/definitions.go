@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"gorm.io/gorm"
+
 	"github.com/plexspaces/workflow/models"
 )
 
@@ -18,24 +20,40 @@ func (s *Storage) SaveDefinition(ctx context.Context, def *models.WorkflowDefini
 	if def == nil {
 		return fmt.Errorf("nil definition: %w", ErrInvalidArgument)
 	}
-	if err := checkDefinitionKey(def.ID, def.Version); err != nil {
-		return err
-	}
-	if err := checkID("definition name", def.Name); err != nil {
-		return err
-	}
-	spec, err := encodeJSON("definition spec", def.Spec)
+	in, err := checkDefinition(def)
 	if err != nil {
 		return err
 	}
 	now := s.dialect.now()
 	var saved models.WorkflowDefinition
-	err = s.query(ctx).Raw(UpsertDefinitionSQL, def.ID, def.Version, def.Name, spec, now, now).Scan(&saved).Error
+	err = s.run(ctx, func(db *gorm.DB) error {
+		return db.Raw(UpsertDefinitionSQL, in.id, in.version, in.name, in.spec, now, now).Scan(&saved).Error
+	})
 	if err != nil {
 		return fmt.Errorf("saving definition %s@%s: %w", def.ID, def.Version, err)
 	}
 	*def = saved
 	return nil
+}
+
+// newDefinition is a validated definition, ready to write.
+type newDefinition struct {
+	id, version, name string
+	spec              models.JSON
+}
+
+func checkDefinition(def *models.WorkflowDefinition) (*newDefinition, error) {
+	if err := checkDefinitionKey(def.ID, def.Version); err != nil {
+		return nil, err
+	}
+	if err := checkID("definition name", def.Name); err != nil {
+		return nil, err
+	}
+	spec, err := encodeJSON("definition spec", def.Spec)
+	if err != nil {
+		return nil, err
+	}
+	return &newDefinition{id: def.ID, version: def.Version, name: def.Name, spec: spec}, nil
 }
 
 func checkDefinitionKey(id, version string) error {
@@ -50,11 +68,17 @@ func (s *Storage) GetDefinition(ctx context.Context, id, version string) (*model
 	if err := checkDefinitionKey(id, version); err != nil {
 		return nil, err
 	}
-	var def models.WorkflowDefinition
-	if err := s.query(ctx).Where("id = ? AND version = ?", id, version).Take(&def).Error; err != nil {
-		return nil, fmt.Errorf("getting definition %s@%s: %w", id, version, notFound(err))
+	var defs []models.WorkflowDefinition
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Where("id = ? AND version = ?", id, version).Limit(1).Find(&defs).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("getting definition %s@%s: %w", id, version, err)
 	}
-	return &def, nil
+	if len(defs) == 0 {
+		return nil, fmt.Errorf("getting definition %s@%s: %w", id, version, ErrNotFound)
+	}
+	return &defs[0], nil
 }
 
 // ListDefinitions implements DefinitionRepository. The prefix is matched as a
@@ -64,15 +88,17 @@ func (s *Storage) ListDefinitions(ctx context.Context, namePrefix string) ([]mod
 	if err := checkText("name prefix", namePrefix); err != nil {
 		return nil, err
 	}
-	q := s.query(ctx)
-	if namePrefix != "" {
-		q = q.Where("name >= ?", namePrefix)
-		if upper, ok := prefixSuccessor(namePrefix); ok {
-			q = q.Where("name < ?", upper)
-		}
-	}
 	var defs []models.WorkflowDefinition
-	if err := q.Order("name, id, version").Find(&defs).Error; err != nil {
+	err := s.run(ctx, func(q *gorm.DB) error {
+		if namePrefix != "" {
+			q = q.Where("name >= ?", namePrefix)
+			if upper, ok := prefixSuccessor(namePrefix); ok {
+				q = q.Where("name < ?", upper)
+			}
+		}
+		return q.Order("name, id, version").Find(&defs).Error
+	})
+	if err != nil {
 		return nil, fmt.Errorf("listing definitions with prefix %q: %w", namePrefix, err)
 	}
 	return defs, nil
@@ -95,25 +121,41 @@ func prefixSuccessor(prefix string) (string, bool) {
 	return "", false
 }
 
-// DeleteDefinition implements DefinitionRepository.
+// DeleteDefinition implements DefinitionRepository. The statement itself
+// refuses to delete a definition that executions reference, all versions or
+// none, so the guarantee holds on a SQLite connection with foreign keys off;
+// PostgreSQL's foreign key still catches an execution created concurrently.
 func (s *Storage) DeleteDefinition(ctx context.Context, id, version string) error {
 	if err := checkID("definition id", id); err != nil {
 		return err
 	}
-	q := s.query(ctx).Where("id = ?", id)
+	match, referenced, args := "id = ?", "definition_id = ?", []any{id}
 	if version != "" {
 		if err := checkID("definition version", version); err != nil {
 			return err
 		}
-		q = q.Where("version = ?", version)
+		match, referenced = "id = ? AND version = ?", "definition_id = ? AND definition_version = ?"
+		args = []any{id, version}
 	}
-	res := q.Delete(&models.WorkflowDefinition{})
+	var deleted, existing int64
+	err := s.run(ctx, func(db *gorm.DB) error {
+		res := db.Exec(`DELETE FROM workflow_definitions WHERE `+match+
+			` AND NOT EXISTS (SELECT 1 FROM workflow_executions WHERE `+referenced+`)`, append(args, args...)...)
+		if res.Error != nil || res.RowsAffected > 0 {
+			deleted = res.RowsAffected
+			return res.Error
+		}
+		// Nothing deleted: tell "referenced" from "missing".
+		return db.Model(&models.WorkflowDefinition{}).Where(match, args...).Count(&existing).Error
+	})
 	switch {
-	case s.dialect.isForeignKeyViolation(res.Error):
+	case s.dialect.isForeignKeyViolation(err):
 		return fmt.Errorf("deleting definition %s@%s: executions reference it: %w", id, version, ErrInUse)
-	case res.Error != nil:
-		return fmt.Errorf("deleting definition %s@%s: %w", id, version, res.Error)
-	case res.RowsAffected == 0:
+	case err != nil:
+		return fmt.Errorf("deleting definition %s@%s: %w", id, version, err)
+	case deleted == 0 && existing > 0:
+		return fmt.Errorf("deleting definition %s@%s: executions reference it: %w", id, version, ErrInUse)
+	case deleted == 0:
 		return fmt.Errorf("deleting definition %s@%s: %w", id, version, ErrNotFound)
 	}
 	return nil

@@ -1,8 +1,10 @@
 package repository
 
 import (
+	"fmt"
 	"time"
 
+	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
 
@@ -22,13 +24,42 @@ type dialect interface {
 	// so that concurrent claimers take different rows; "" where writes are
 	// serialized anyway.
 	claimLock() string
+	// shareLock is the suffix of a SELECT, inside a write, that must see the
+	// rows it reads as a concurrent writer leaves them; "" where writes are
+	// serialized anyway.
+	shareLock() string
 	// writableCTE reports whether a WITH clause may hold an UPDATE whose
 	// RETURNING rows feed an INSERT, making two writes one statement.
 	writableCTE() bool
+	// isUniqueViolation and isForeignKeyViolation classify a failed statement
+	// by the driver's own codes, by GORM's translated errors (whether or not
+	// the app set TranslateError) and by the dialector's translator.
 	isUniqueViolation(err error) bool
 	isForeignKeyViolation(err error) bool
+	// isContention reports a failure that left nothing changed and that the
+	// same statement or transaction may overcome when run again (SQLite's
+	// busy and locked errors).
+	isContention(err error) bool
 }
 
 // utcNow is the clock of every time the repository writes from Go: UTC,
 // truncated to microseconds so both databases round-trip equal values.
 func utcNow() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// newDialect picks the dialect of db's dialector, whichever driver is under it
+// (gorm.io/driver/postgres, github.com/glebarez/sqlite, gorm.io/driver/sqlite),
+// and keeps the dialector's error translator for classifying errors.
+func newDialect(db *gorm.DB) (dialect, error) {
+	var translate func(error) error
+	if t, ok := db.Dialector.(gorm.ErrorTranslator); ok {
+		translate = t.Translate
+	}
+	switch name := db.Dialector.Name(); name {
+	case "postgres":
+		return postgresDialect{translate: translate}, nil
+	case "sqlite":
+		return sqliteDialect{clock: utcNow, translate: translate}, nil
+	default:
+		return nil, fmt.Errorf("unsupported GORM dialect %q (want postgres or sqlite): %w", name, ErrInvalidArgument)
+	}
+}

@@ -18,7 +18,10 @@ import (
 // staleness compare comes from the server's clock. now() is the transaction's
 // start time; it is stable within a statement, so the planner can use it in an
 // index condition (clock_timestamp() is volatile and could not).
-type postgresDialect struct{}
+type postgresDialect struct {
+	// translate is the dialector's gorm.ErrorTranslator, if it has one.
+	translate func(error) error
+}
 
 func (postgresDialect) name() string { return "postgres" }
 
@@ -31,6 +34,11 @@ func (postgresDialect) before(age time.Duration) clause.Expr {
 // claimLock lets concurrent claimers skip a row another transaction is taking
 // instead of waiting for it and then finding it gone.
 func (postgresDialect) claimLock() string { return " FOR UPDATE SKIP LOCKED" }
+
+// shareLock orders an insert that depends on a row's state after a
+// concurrent change of that row: the locking read waits for the writer and
+// re-checks the row as committed.
+func (postgresDialect) shareLock() string { return " FOR SHARE" }
 
 func (postgresDialect) writableCTE() bool { return true }
 
@@ -48,13 +56,26 @@ func pgCode(err error) string {
 	return ""
 }
 
-func (postgresDialect) isUniqueViolation(err error) bool {
-	return pgCode(err) == pgUniqueViolation || errors.Is(err, gorm.ErrDuplicatedKey)
+func (d postgresDialect) isUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	return pgCode(err) == pgUniqueViolation || errors.Is(err, gorm.ErrDuplicatedKey) ||
+		errors.Is(translated(d.translate, err), gorm.ErrDuplicatedKey)
 }
 
-func (postgresDialect) isForeignKeyViolation(err error) bool {
-	return pgCode(err) == pgForeignKeyViolation || errors.Is(err, gorm.ErrForeignKeyViolated)
+func (d postgresDialect) isForeignKeyViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	return pgCode(err) == pgForeignKeyViolation || errors.Is(err, gorm.ErrForeignKeyViolated) ||
+		errors.Is(translated(d.translate, err), gorm.ErrForeignKeyViolated)
 }
+
+// isContention is false: PostgreSQL writers wait for row locks instead of
+// failing, and the library's statements run at READ COMMITTED, where
+// serialization failures do not occur.
+func (postgresDialect) isContention(error) bool { return false }
 
 // scanTimesInUTC makes a connection return TIMESTAMPTZ values in UTC, as
 // SQLite does, instead of in the process's local zone.

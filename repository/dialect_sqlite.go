@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 // the database lock, so no row locks are needed.
 type sqliteDialect struct {
 	clock func() time.Time
+	// translate is the dialector's gorm.ErrorTranslator, if it has one.
+	translate func(error) error
 }
 
 func (sqliteDialect) name() string { return "sqlite" }
@@ -32,34 +35,140 @@ func (d sqliteDialect) before(age time.Duration) clause.Expr {
 
 func (sqliteDialect) claimLock() string { return "" }
 
+// shareLock is "": SQLite serializes writers, so a row read by a writing
+// statement cannot change under it.
+func (sqliteDialect) shareLock() string { return "" }
+
 func (sqliteDialect) writableCTE() bool { return false }
 
-// Extended result codes, https://sqlite.org/rescode.html.
+// Result codes, https://sqlite.org/rescode.html. A primary code is the low
+// byte of an extended one.
 const (
+	sqliteBusy             = 5 // SQLITE_BUSY; extended: BUSY_SNAPSHOT 517, BUSY_RECOVERY 261, BUSY_TIMEOUT 773
+	sqliteLocked           = 6 // SQLITE_LOCKED; extended: LOCKED_SHAREDCACHE 262
 	sqliteConstraintFK     = 787
 	sqliteConstraintPK     = 1555
 	sqliteConstraintUnique = 2067
 	sqliteConstraintRowID  = 2579
 )
 
+// sqliteCode returns the (extended, where the driver has it) result code of
+// the first SQLite error in err's chain, from whichever driver the app chose:
+// glebarez's *sqlite.Error has a Code method; gorm.io/driver/sqlite's driver,
+// mattn/go-sqlite3, returns a struct sqlite3.Error with the integer fields
+// Code and ExtendedCode and no such method. That one is read by reflection,
+// as gorm.io/driver/sqlite's own translator does by JSON, so that the library
+// never imports a cgo driver. 0 means no code was found.
 func sqliteCode(err error) int {
-	var e *sqlitedriver.Error
-	if errors.As(err, &e) {
-		return e.Code()
+	code := 0
+	walkErrors(err, func(e error) bool {
+		var g *sqlitedriver.Error
+		if errors.As(e, &g) {
+			code = g.Code()
+			return true
+		}
+		code = codeFields(e)
+		return code != 0
+	})
+	return code
+}
+
+// walkErrors calls visit on err and every error it wraps, depth first, until
+// visit returns true.
+func walkErrors(err error, visit func(error) bool) bool {
+	if err == nil {
+		return false
+	}
+	if visit(err) {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return walkErrors(u.Unwrap(), visit)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if walkErrors(e, visit) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// codeFields reads an integer field ExtendedCode, else Code, of an error
+// struct (or pointer to one), the shape of mattn's sqlite3.Error.
+func codeFields(e error) int {
+	v := reflect.ValueOf(e)
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return 0
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return 0
+	}
+	for _, name := range []string{"ExtendedCode", "Code"} {
+		f := v.FieldByName(name)
+		if !f.IsValid() {
+			continue
+		}
+		switch f.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			if c := int(f.Int()); c != 0 {
+				return c
+			}
+		}
 	}
 	return 0
 }
 
-func (sqliteDialect) isUniqueViolation(err error) bool {
+// translated returns what the dialector's own translator (gorm.ErrorTranslator,
+// which the app may or may not have enabled with TranslateError) makes of err,
+// so that a code only the driver's translator knows is still recognised.
+func translated(translate func(error) error, err error) error {
+	if translate == nil || err == nil {
+		return nil
+	}
+	return translate(err)
+}
+
+func (d sqliteDialect) isUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
 	switch sqliteCode(err) {
 	case sqliteConstraintUnique, sqliteConstraintPK, sqliteConstraintRowID:
 		return true
 	}
-	return errors.Is(err, gorm.ErrDuplicatedKey)
+	return errors.Is(err, gorm.ErrDuplicatedKey) || errors.Is(translated(d.translate, err), gorm.ErrDuplicatedKey)
 }
 
-func (sqliteDialect) isForeignKeyViolation(err error) bool {
-	return sqliteCode(err) == sqliteConstraintFK || errors.Is(err, gorm.ErrForeignKeyViolated)
+func (d sqliteDialect) isForeignKeyViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	return sqliteCode(err) == sqliteConstraintFK || errors.Is(err, gorm.ErrForeignKeyViolated) ||
+		errors.Is(translated(d.translate, err), gorm.ErrForeignKeyViolated)
+}
+
+// isContention: the database was busy (another connection holds the lock
+// beyond the busy timeout, or a deferred transaction could not upgrade to a
+// write, or a WAL snapshot went stale) or a table was locked (shared cache).
+// A statement or transaction that failed so changed nothing and may run
+// again. No driver translates these codes; the message is the last resort for
+// a driver whose error carries no code.
+func (sqliteDialect) isContention(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch sqliteCode(err) & 0xff {
+	case sqliteBusy, sqliteLocked:
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "database is locked") || strings.Contains(msg, "database table is locked") ||
+		strings.Contains(msg, "SQLITE_BUSY")
 }
 
 // sqlitePragmas make a file database take concurrent writers from many

@@ -19,4 +19,7 @@ var (
 	ErrAlreadyExists = errors.New("repository: already exists")
 	// ErrInUse: the row is still referenced (a definition with executions).
 	ErrInUse = errors.New("repository: still referenced")
+	// ErrExecutionEnded: the execution is in a terminal status (COMPLETED,
+	// FAILED, CANCELLED or TIMED_OUT) and takes no more signals.
+	ErrExecutionEnded = errors.New("repository: execution has ended")
 )

@@ -20,15 +20,46 @@ func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // InsertExecutionSQL is the statement CreateExecution runs (GORM rewrites ? to
 // $n on PostgreSQL). The clock arguments are now() on PostgreSQL and bound
-// times on SQLite.
+// times on SQLite; the last two arguments are the definition id and version
+// again. The statement itself checks that the definition exists, so the
+// guarantee holds on a SQLite connection with foreign keys off, and an
+// existing id inserts nothing instead of failing, so an idempotent create is
+// no error in the app's SQL log. When it returns no row, one read tells which
+// (see ExecutionExistsSQL).
 const InsertExecutionSQL = `INSERT INTO workflow_executions ` +
 	`(execution_id, definition_id, definition_version, status, input, node_id, version, last_heartbeat, created_at, updated_at) ` +
-	`VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)` + returningExecution
+	`SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ? ` +
+	`WHERE EXISTS (SELECT 1 FROM workflow_definitions WHERE id = ? AND version = ?) ` +
+	`ON CONFLICT (execution_id) DO NOTHING` + returningExecution
+
+// ExecutionExistsSQL is the read that follows a write that matched no
+// execution: a count of 0 or 1.
+const ExecutionExistsSQL = `SELECT count(*) FROM workflow_executions WHERE execution_id = ?`
+
+// InsertDefinitionIfMissingSQL is the statement CreateExecution runs first, in
+// the same transaction, when NewExecution.Definition is set: it never
+// overwrites a stored definition.
+const InsertDefinitionIfMissingSQL = `INSERT INTO workflow_definitions (id, version, name, definition, created_at, updated_at) ` +
+	`VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id, version) DO NOTHING`
 
 // CreateExecution implements ExecutionRepository.
 func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models.WorkflowExecution, error) {
 	if in.ExecutionID == "" {
 		in.ExecutionID = newID()
+	}
+	var def *newDefinition
+	if in.Definition != nil {
+		if in.DefinitionID == "" && in.DefinitionVersion == "" {
+			in.DefinitionID, in.DefinitionVersion = in.Definition.ID, in.Definition.Version
+		}
+		if in.Definition.ID != in.DefinitionID || in.Definition.Version != in.DefinitionVersion {
+			return nil, fmt.Errorf("definition %s@%s given for an execution of %s@%s: %w",
+				in.Definition.ID, in.Definition.Version, in.DefinitionID, in.DefinitionVersion, ErrInvalidArgument)
+		}
+		var err error
+		if def, err = checkDefinition(in.Definition); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkID("execution id", in.ExecutionID); err != nil {
 		return nil, err
@@ -55,25 +86,50 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 	var exec models.WorkflowExecution
 	insert := func(tx *gorm.DB) error {
 		now := s.dialect.now()
+		if def != nil {
+			if err := tx.Exec(InsertDefinitionIfMissingSQL, def.id, def.version, def.name, def.spec, now, now).Error; err != nil {
+				return fmt.Errorf("definition %s@%s: %w", def.id, def.version, err)
+			}
+		}
+		var rows []models.WorkflowExecution
 		err := tx.Raw(InsertExecutionSQL, in.ExecutionID, in.DefinitionID, in.DefinitionVersion,
-			models.ExecutionPending, input, nullable(in.NodeID), now, now, now).Scan(&exec).Error
+			models.ExecutionPending, input, nullable(in.NodeID), now, now, now,
+			in.DefinitionID, in.DefinitionVersion).Scan(&rows).Error
 		if err != nil {
 			return err
 		}
+		if len(rows) == 0 {
+			// Nothing inserted: the id exists, or the definition does not.
+			var n int64
+			if err := tx.Raw(ExecutionExistsSQL, in.ExecutionID).Scan(&n).Error; err != nil {
+				return err
+			}
+			if n > 0 {
+				return ErrAlreadyExists
+			}
+			return fmt.Errorf("definition %s@%s: %w", in.DefinitionID, in.DefinitionVersion, ErrNotFound)
+		}
+		exec = rows[0]
 		if len(in.Labels) > 0 {
 			return tx.Create(labelRows(in.ExecutionID, in.Labels)).Error
 		}
 		return nil
 	}
-	if len(in.Labels) > 0 {
-		err = s.query(ctx).Transaction(insert)
-	} else {
-		err = insert(s.query(ctx))
-	}
+	err = s.run(ctx, func(db *gorm.DB) error {
+		if def != nil || len(in.Labels) > 0 {
+			return db.Transaction(insert)
+		}
+		return insert(db)
+	})
 	switch {
+	case errors.Is(err, ErrAlreadyExists), errors.Is(err, ErrNotFound):
+		return nil, fmt.Errorf("creating execution %s: %w", in.ExecutionID, err)
 	case s.dialect.isUniqueViolation(err):
+		// A label row of an id created concurrently, where the database
+		// reports the conflict as an error after all.
 		return nil, fmt.Errorf("creating execution %s: %w", in.ExecutionID, ErrAlreadyExists)
 	case s.dialect.isForeignKeyViolation(err):
+		// A definition deleted concurrently (PostgreSQL's foreign key).
 		return nil, fmt.Errorf("creating execution %s: definition %s@%s: %w", in.ExecutionID, in.DefinitionID, in.DefinitionVersion, ErrNotFound)
 	case err != nil:
 		return nil, fmt.Errorf("creating execution %s: %w", in.ExecutionID, err)
@@ -105,12 +161,18 @@ func (s *Storage) GetExecution(ctx context.Context, executionID string) (*models
 	if err := checkID("execution id", executionID); err != nil {
 		return nil, err
 	}
-	var exec models.WorkflowExecution
-	err := s.query(ctx).Where("execution_id = ?", executionID).Take(&exec).Error
+	// Find, not Take: a missing id is an answer, not an error in the app's
+	// SQL log.
+	var execs []models.WorkflowExecution
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Where("execution_id = ?", executionID).Limit(1).Find(&execs).Error
+	})
 	if err != nil {
-		return nil, fmt.Errorf("getting execution %s: %w", executionID, notFound(err))
+		return nil, fmt.Errorf("getting execution %s: %w", executionID, err)
 	}
-	execs := []models.WorkflowExecution{exec}
+	if len(execs) == 0 {
+		return nil, fmt.Errorf("getting execution %s: %w", executionID, ErrNotFound)
+	}
 	if err := s.fillLabels(ctx, execs); err != nil {
 		return nil, err
 	}
@@ -129,7 +191,8 @@ func (s *Storage) fillLabels(ctx context.Context, execs []models.WorkflowExecuti
 		ids[i] = e.ExecutionID
 	}
 	var labels []models.ExecutionLabel
-	if err := s.query(ctx).Where("execution_id IN ?", ids).Find(&labels).Error; err != nil {
+	err := s.run(ctx, func(db *gorm.DB) error { return db.Where("execution_id IN ?", ids).Find(&labels).Error })
+	if err != nil {
 		return fmt.Errorf("getting labels: %w", err)
 	}
 	for _, l := range labels {
@@ -214,7 +277,11 @@ func (s *Storage) updateExecution(ctx context.Context, executionID string, expec
 		}
 		model.Version = optimisticlock.Version(*expectedVersion)
 	}
-	res := s.query(ctx).Model(model).Updates(values)
+	var res *gorm.DB
+	_ = s.run(ctx, func(db *gorm.DB) error {
+		res = db.Model(model).Updates(values)
+		return res.Error
+	})
 	if res.Error != nil {
 		return notFound(res.Error)
 	}
@@ -233,9 +300,13 @@ func (s *Storage) UpdateHeartbeat(ctx context.Context, executionID, nodeID strin
 		return err
 	}
 	// UpdateColumn skips hooks, so the plugin leaves the version alone.
-	res := s.query(ctx).Model(&models.WorkflowExecution{}).
-		Where("execution_id = ? AND node_id = ?", executionID, nodeID).
-		UpdateColumn("last_heartbeat", s.dialect.now())
+	var res *gorm.DB
+	_ = s.run(ctx, func(db *gorm.DB) error {
+		res = db.Model(&models.WorkflowExecution{}).
+			Where("execution_id = ? AND node_id = ?", executionID, nodeID).
+			UpdateColumn("last_heartbeat", s.dialect.now())
+		return res.Error
+	})
 	if res.Error != nil {
 		return fmt.Errorf("heartbeat of execution %s from %s: %w", executionID, nodeID, res.Error)
 	}
@@ -249,7 +320,10 @@ func (s *Storage) UpdateHeartbeat(ctx context.Context, executionID, nodeID strin
 // execution does not exist, ErrConcurrentUpdate if another node owns it.
 func (s *Storage) missingOrNotOwner(ctx context.Context, executionID string) error {
 	var n int64
-	if err := s.query(ctx).Model(&models.WorkflowExecution{}).Where("execution_id = ?", executionID).Count(&n).Error; err != nil {
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Model(&models.WorkflowExecution{}).Where("execution_id = ?", executionID).Count(&n).Error
+	})
+	if err != nil {
 		return err
 	}
 	if n == 0 {
@@ -287,9 +361,11 @@ func (s *Storage) ListStaleExecutions(ctx context.Context, threshold time.Durati
 		heartbeat = "live_heartbeat"
 	}
 	var out []models.WorkflowExecution
-	err := s.query(ctx).Where("status IN ?", statuses).
-		Where(heartbeat+" < ?", s.dialect.before(threshold)).
-		Order(heartbeat + ", execution_id").Find(&out).Error
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Where("status IN ?", statuses).
+			Where(heartbeat+" < ?", s.dialect.before(threshold)).
+			Order(heartbeat + ", execution_id").Find(&out).Error
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listing executions stale for %s: %w", threshold, err)
 	}
@@ -301,18 +377,22 @@ func (s *Storage) ListExecutionsByStatus(ctx context.Context, statuses []models.
 	if err := checkExecutionStatuses(statuses); err != nil {
 		return nil, err
 	}
-	q := s.query(ctx)
-	if len(statuses) > 0 {
-		q = q.Where("status IN ?", statuses)
-	}
 	if nodeID != nil {
 		if err := checkID("node id", *nodeID); err != nil {
 			return nil, err
 		}
-		q = q.Where("node_id = ?", *nodeID)
 	}
 	var out []models.WorkflowExecution
-	if err := q.Order("created_at, execution_id").Find(&out).Error; err != nil {
+	err := s.run(ctx, func(q *gorm.DB) error {
+		if len(statuses) > 0 {
+			q = q.Where("status IN ?", statuses)
+		}
+		if nodeID != nil {
+			q = q.Where("node_id = ?", *nodeID)
+		}
+		return q.Order("created_at, execution_id").Find(&out).Error
+	})
+	if err != nil {
 		return nil, fmt.Errorf("listing executions by status: %w", err)
 	}
 	return out, nil
@@ -339,7 +419,21 @@ func (s *Storage) ListExecutions(ctx context.Context, f ExecutionFilter) ([]mode
 		return nil, fmt.Errorf("limit %d (want 0 to %d): %w", limit, ListLimitMax, ErrInvalidArgument)
 	}
 
-	q := s.query(ctx)
+	var out []models.WorkflowExecution
+	err := s.run(ctx, func(q *gorm.DB) error {
+		return listQuery(q, f).Order("execution_id").Limit(limit).Find(&out).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing executions: %w", err)
+	}
+	if err := s.fillLabels(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// listQuery adds f's conditions to q.
+func listQuery(q *gorm.DB, f ExecutionFilter) *gorm.DB {
 	if len(f.Statuses) > 0 {
 		q = q.Where("status IN ?", f.Statuses)
 	}
@@ -356,12 +450,5 @@ func (s *Storage) ListExecutions(ctx context.Context, f ExecutionFilter) ([]mode
 	if f.After != "" {
 		q = q.Where("execution_id > ?", f.After)
 	}
-	var out []models.WorkflowExecution
-	if err := q.Order("execution_id").Limit(limit).Find(&out).Error; err != nil {
-		return nil, fmt.Errorf("listing executions: %w", err)
-	}
-	if err := s.fillLabels(ctx, out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return q
 }

@@ -116,9 +116,11 @@ func (s *Storage) HeartbeatNode(ctx context.Context, nodeID string) ([]string, e
 		return nil, err
 	}
 	var ids []string
-	err := s.query(ctx).Raw(`UPDATE workflow_executions SET last_heartbeat = ? `+
-		`WHERE node_id = ? AND status IN ('PENDING', 'RUNNING') RETURNING execution_id`,
-		s.dialect.now(), nodeID).Scan(&ids).Error
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Raw(`UPDATE workflow_executions SET last_heartbeat = ? `+
+			`WHERE node_id = ? AND status IN ('PENDING', 'RUNNING') RETURNING execution_id`,
+			s.dialect.now(), nodeID).Scan(&ids).Error
+	})
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat of node %s: %w", nodeID, err)
 	}
@@ -139,9 +141,11 @@ func (s *Storage) HeartbeatExecutions(ctx context.Context, nodeID string, execut
 		return nil, nil
 	}
 	var ids []string
-	err := s.query(ctx).Raw(`UPDATE workflow_executions SET last_heartbeat = ? `+
-		`WHERE node_id = ? AND status IN ('PENDING', 'RUNNING') AND execution_id IN ? RETURNING execution_id`,
-		s.dialect.now(), nodeID, executionIDs).Scan(&ids).Error
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Raw(`UPDATE workflow_executions SET last_heartbeat = ? `+
+			`WHERE node_id = ? AND status IN ('PENDING', 'RUNNING') AND execution_id IN ? RETURNING execution_id`,
+			s.dialect.now(), nodeID, executionIDs).Scan(&ids).Error
+	})
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat of %d executions of node %s: %w", len(executionIDs), nodeID, err)
 	}
@@ -184,11 +188,13 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 	args := append(append([]any{}, claimArgs...), p.Limit, p.NodeID, optimisticlock.Bump("version"), now, now)
 	args = append(args, claimArgs...)
 	var claimed []models.WorkflowExecution
-	err := s.query(ctx).Raw(`WITH picked AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE `+claimable+
-		` ORDER BY live_heartbeat, execution_id LIMIT ?`+s.dialect.claimLock()+`) `+
-		`UPDATE workflow_executions SET node_id = ?, version = ?, last_heartbeat = ?, updated_at = ? `+
-		`WHERE execution_id IN (SELECT execution_id FROM picked) AND `+claimable+returningExecution,
-		args...).Scan(&claimed).Error
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Raw(`WITH picked AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE `+claimable+
+			` ORDER BY live_heartbeat, execution_id LIMIT ?`+s.dialect.claimLock()+`) `+
+			`UPDATE workflow_executions SET node_id = ?, version = ?, last_heartbeat = ?, updated_at = ? `+
+			`WHERE execution_id IN (SELECT execution_id FROM picked) AND `+claimable+returningExecution,
+			args...).Scan(&claimed).Error
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming executions for %s: %w", p.NodeID, err)
 	}
@@ -242,20 +248,23 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 			`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, input, attempt, started_at) ` +
 			`SELECT ?, execution_id, ?, ?, ?::jsonb, ?::integer, ? FROM owner` + returningStep)
 		args = append(args, p.StepID, p.ExecutionID, p.NodeID, newID(), p.StepID, models.StepRunning, in, p.Attempt, now)
-		err = s.query(ctx).Raw(sql.String(), args...).Scan(&steps).Error
+		err = s.run(ctx, func(db *gorm.DB) error { return db.Raw(sql.String(), args...).Scan(&steps).Error })
 	} else {
-		err = s.query(ctx).Transaction(func(tx *gorm.DB) error {
-			if previous != nil {
-				res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
+		err = s.run(ctx, func(db *gorm.DB) error {
+			steps = nil
+			return db.Transaction(func(tx *gorm.DB) error {
+				if previous != nil {
+					res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
+					if res.Error != nil || res.RowsAffected == 0 {
+						return res.Error
+					}
+				}
+				res := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).UpdateColumn("current_step_id", p.StepID)
 				if res.Error != nil || res.RowsAffected == 0 {
 					return res.Error
 				}
-			}
-			res := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).UpdateColumn("current_step_id", p.StepID)
-			if res.Error != nil || res.RowsAffected == 0 {
-				return res.Error
-			}
-			return tx.Raw(InsertStepSQL, newID(), p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, now).Scan(&steps).Error
+				return tx.Raw(InsertStepSQL, newID(), p.StepID, models.StepRunning, in, p.Attempt, now, p.ExecutionID).Scan(&steps).Error
+			})
 		})
 	}
 	if err == nil && len(steps) == 0 {
@@ -321,7 +330,11 @@ func (s *Storage) FinishStep(ctx context.Context, p FinishStepParams) error {
 	if err != nil {
 		return err
 	}
-	res := outcome.update(s.query(ctx), s.dialect, p.ExecutionID, p.NodeID)
+	var res *gorm.DB
+	_ = s.run(ctx, func(db *gorm.DB) error {
+		res = outcome.update(db, s.dialect, p.ExecutionID, p.NodeID)
+		return res.Error
+	})
 	switch {
 	case res.Error != nil:
 		return fmt.Errorf("finishing step execution %s: %w", p.StepExecutionID, res.Error)
@@ -344,26 +357,29 @@ func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*mo
 	}
 	var step models.StepExecution
 	received := false
-	err := s.query(ctx).Transaction(func(tx *gorm.DB) error {
-		var owned int64
-		if err := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).Count(&owned).Error; err != nil {
-			return err
-		}
-		if owned == 0 {
-			return ErrConcurrentUpdate
-		}
-		var sigs []models.Signal
-		if err := tx.Raw(fmt.Sprintf(consumeSignalSQL, s.dialect.claimLock()), p.ExecutionID, p.SignalName).Scan(&sigs).Error; err != nil {
-			return err
-		}
-		if len(sigs) == 0 {
-			return nil
-		}
-		received = true
-		now := s.dialect.now()
-		return tx.Raw(`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, output, attempt, started_at, completed_at) `+
-			`VALUES (?, ?, ?, ?, ?, 1, ?, ?)`+returningStep,
-			newID(), p.ExecutionID, p.StepID, models.StepCompleted, sigs[0].Payload, now, now).Scan(&step).Error
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Transaction(func(tx *gorm.DB) error {
+			received = false
+			var owned int64
+			if err := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).Count(&owned).Error; err != nil {
+				return err
+			}
+			if owned == 0 {
+				return ErrConcurrentUpdate
+			}
+			var sigs []models.Signal
+			if err := tx.Raw(fmt.Sprintf(consumeSignalSQL, s.dialect.claimLock()), p.ExecutionID, p.SignalName).Scan(&sigs).Error; err != nil {
+				return err
+			}
+			if len(sigs) == 0 {
+				return nil
+			}
+			received = true
+			now := s.dialect.now()
+			return tx.Raw(`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, output, attempt, started_at, completed_at) `+
+				`VALUES (?, ?, ?, ?, ?, 1, ?, ?)`+returningStep,
+				newID(), p.ExecutionID, p.StepID, models.StepCompleted, sigs[0].Payload, now, now).Scan(&step).Error
+		})
 	})
 	if s.dialect.isUniqueViolation(err) {
 		err = ErrAlreadyExists
@@ -385,8 +401,12 @@ func (s *Storage) ReleaseExecution(ctx context.Context, executionID, nodeID stri
 	if err := checkID("node id", nodeID); err != nil {
 		return err
 	}
-	res := s.query(ctx).Model(&models.WorkflowExecution{}).Where(ownedLive, executionID, nodeID).
-		UpdateColumns(map[string]any{"node_id": nil, "updated_at": s.dialect.now(), "version": optimisticlock.Bump("version")})
+	var res *gorm.DB
+	_ = s.run(ctx, func(db *gorm.DB) error {
+		res = db.Model(&models.WorkflowExecution{}).Where(ownedLive, executionID, nodeID).
+			UpdateColumns(map[string]any{"node_id": nil, "updated_at": s.dialect.now(), "version": optimisticlock.Bump("version")})
+		return res.Error
+	})
 	switch {
 	case res.Error != nil:
 		return fmt.Errorf("releasing execution %s from %s: %w", executionID, nodeID, res.Error)
@@ -417,11 +437,15 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 	now := s.dialect.now()
 	// UpdateColumns skips the plugin; the version is bumped here by hand so
 	// readers holding the old version notice.
-	res := s.query(ctx).Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).
-		UpdateColumns(map[string]any{
-			"status": p.Status, "output": out, "error": nullable(p.Error),
-			"completed_at": now, "updated_at": now, "version": optimisticlock.Bump("version"),
-		})
+	var res *gorm.DB
+	_ = s.run(ctx, func(db *gorm.DB) error {
+		res = db.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).
+			UpdateColumns(map[string]any{
+				"status": p.Status, "output": out, "error": nullable(p.Error),
+				"completed_at": now, "updated_at": now, "version": optimisticlock.Bump("version"),
+			})
+		return res.Error
+	})
 	switch {
 	case res.Error != nil:
 		return fmt.Errorf("finishing execution %s as %s: %w", p.ExecutionID, p.Status, res.Error)

@@ -22,6 +22,11 @@ type NewExecution struct {
 	Labels map[string]string
 	// NodeID is the optional owner.
 	NodeID string
+	// Definition, if set, is stored first in the same transaction when the
+	// database lacks (DefinitionID, DefinitionVersion); an existing
+	// definition is left as it is. Without it, a missing definition is
+	// ErrNotFound.
+	Definition *models.WorkflowDefinition
 }
 
 // ExecutionFilter selects executions for ListExecutions; zero fields do not filter.

@@ -2,13 +2,37 @@ package repository
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"gorm.io/gorm"
 
 	"github.com/plexspaces/workflow/models"
 )
 
-// InsertSignalSQL is the statement SendSignal runs.
-const InsertSignalSQL = `INSERT INTO signals (signal_id, execution_id, signal_name, payload, received_at) VALUES (?, ?, ?, ?, ?)`
+// sendSignalSQL stores a signal only for an execution that exists and is live,
+// so the guarantee holds on a SQLite connection with foreign keys off and a
+// signal never lands on an ended execution. The %s is the dialect's share
+// lock: on PostgreSQL a concurrent finish of the execution is ordered before
+// or after the signal, never beside it.
+const sendSignalSQL = `INSERT INTO signals (signal_id, execution_id, signal_name, payload, received_at) ` +
+	`SELECT ?, execution_id, ?, ?, ? FROM workflow_executions WHERE execution_id = ? AND status IN ('PENDING', 'RUNNING')%s`
+
+// SendSignalSQL returns the statement SendSignal runs on a dialect ("sqlite"
+// or "postgres"). Its arguments are the signal id, name, payload, the time
+// received (now() on PostgreSQL) and the execution id. When it inserts no
+// row, SendSignal reads the execution's status (ExecutionStatusSQL) to tell
+// ErrNotFound from ErrExecutionEnded.
+func SendSignalSQL(dialectName string) string {
+	if dialectName == "postgres" {
+		return fmt.Sprintf(sendSignalSQL, postgresDialect{}.shareLock())
+	}
+	return fmt.Sprintf(sendSignalSQL, sqliteDialect{}.shareLock())
+}
+
+// ExecutionStatusSQL reads an execution's status after a write that matched
+// no live execution.
+const ExecutionStatusSQL = `SELECT status FROM workflow_executions WHERE execution_id = ?`
 
 // consumeSignalSQL pops the oldest signal in one statement. The %s is the
 // dialect's claim lock: on PostgreSQL, concurrent consumers skip a row another
@@ -41,8 +65,31 @@ func (s *Storage) SendSignal(ctx context.Context, executionID, name string, payl
 	if err != nil {
 		return err
 	}
-	err = s.query(ctx).Exec(InsertSignalSQL, newID(), executionID, name, body, s.dialect.now()).Error
+	id, insert := newID(), fmt.Sprintf(sendSignalSQL, s.dialect.shareLock())
+	err = s.run(ctx, func(db *gorm.DB) error {
+		// A second try covers an execution that was not live at the insert
+		// but is by the read (its status was set back by hand).
+		for range 2 {
+			res := db.Exec(insert, id, name, body, s.dialect.now(), executionID)
+			if res.Error != nil || res.RowsAffected > 0 {
+				return res.Error
+			}
+			var statuses []models.ExecutionStatus
+			if err := db.Raw(ExecutionStatusSQL, executionID).Scan(&statuses).Error; err != nil {
+				return err
+			}
+			switch {
+			case len(statuses) == 0:
+				return fmt.Errorf("execution %s: %w", executionID, ErrNotFound)
+			case statuses[0].Terminal():
+				return fmt.Errorf("execution %s is %s: %w", executionID, statuses[0], ErrExecutionEnded)
+			}
+		}
+		return fmt.Errorf("execution %s: %w", executionID, ErrConcurrentUpdate)
+	})
 	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrExecutionEnded), errors.Is(err, ErrConcurrentUpdate):
+		return fmt.Errorf("sending signal %s: %w", name, err)
 	case s.dialect.isForeignKeyViolation(err):
 		return fmt.Errorf("sending signal %s: execution %s: %w", name, executionID, ErrNotFound)
 	case err != nil:
@@ -57,7 +104,9 @@ func (s *Storage) CheckSignal(ctx context.Context, executionID, name string) (mo
 		return models.Signal{}, false, err
 	}
 	var sigs []models.Signal
-	err := s.query(ctx).Where("execution_id = ? AND signal_name = ?", executionID, name).Order("seq").Limit(1).Find(&sigs).Error
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Where("execution_id = ? AND signal_name = ?", executionID, name).Order("seq").Limit(1).Find(&sigs).Error
+	})
 	if err != nil {
 		return models.Signal{}, false, fmt.Errorf("checking signal %s of execution %s: %w", name, executionID, err)
 	}
@@ -73,7 +122,9 @@ func (s *Storage) ConsumeSignal(ctx context.Context, executionID, name string) (
 		return models.Signal{}, false, err
 	}
 	var sigs []models.Signal
-	err := s.query(ctx).Raw(fmt.Sprintf(consumeSignalSQL, s.dialect.claimLock()), executionID, name).Scan(&sigs).Error
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Raw(fmt.Sprintf(consumeSignalSQL, s.dialect.claimLock()), executionID, name).Scan(&sigs).Error
+	})
 	if err != nil {
 		return models.Signal{}, false, fmt.Errorf("consuming signal %s of execution %s: %w", name, executionID, err)
 	}

@@ -2,15 +2,21 @@ package repository
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"gorm.io/gorm"
 
 	"github.com/plexspaces/workflow/models"
 )
 
-// InsertStepSQL is the statement CreateStepExecution runs.
+// InsertStepSQL is the statement CreateStepExecution runs: its arguments are
+// the step execution id, step id, status, input, attempt, start time and the
+// execution id. It inserts only for an execution that exists, so a missing
+// one is ErrNotFound on a SQLite connection with foreign keys off too.
 const InsertStepSQL = `INSERT INTO step_executions ` +
 	`(step_execution_id, execution_id, step_id, status, input, attempt, started_at) ` +
-	`VALUES (?, ?, ?, ?, ?, ?, ?)` + returningStep
+	`SELECT ?, execution_id, ?, ?, ?, ?, ? FROM workflow_executions WHERE execution_id = ?` + returningStep
 
 // CreateStepExecution implements StepRepository.
 func (s *Storage) CreateStepExecution(ctx context.Context, executionID, stepID string, input any, attempt int) (*models.StepExecution, error) {
@@ -27,10 +33,17 @@ func (s *Storage) CreateStepExecution(ctx context.Context, executionID, stepID s
 	if err != nil {
 		return nil, err
 	}
-	var step models.StepExecution
-	err = s.query(ctx).Raw(InsertStepSQL, newID(), executionID, stepID, models.StepRunning, in, attempt, s.dialect.now()).
-		Scan(&step).Error
+	var steps []models.StepExecution
+	id := newID()
+	err = s.run(ctx, func(db *gorm.DB) error {
+		return db.Raw(InsertStepSQL, id, stepID, models.StepRunning, in, attempt, s.dialect.now(), executionID).Scan(&steps).Error
+	})
+	if err == nil && len(steps) == 0 {
+		err = fmt.Errorf("execution %s: %w", executionID, ErrNotFound)
+	}
 	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, fmt.Errorf("starting step %s: %w", stepID, err)
 	case s.dialect.isUniqueViolation(err):
 		return nil, fmt.Errorf("starting step %s attempt %d of execution %s: %w", stepID, attempt, executionID, ErrAlreadyExists)
 	case s.dialect.isForeignKeyViolation(err):
@@ -38,7 +51,7 @@ func (s *Storage) CreateStepExecution(ctx context.Context, executionID, stepID s
 	case err != nil:
 		return nil, fmt.Errorf("starting step %s of execution %s: %w", stepID, executionID, err)
 	}
-	return &step, nil
+	return &steps[0], nil
 }
 
 // CompleteStepExecution implements StepRepository.
@@ -47,7 +60,11 @@ func (s *Storage) CompleteStepExecution(ctx context.Context, stepExecutionID str
 	if err != nil {
 		return err
 	}
-	res := s.query(ctx).Model(&models.StepExecution{StepExecutionID: stepExecutionID}).Updates(outcome.values(s.dialect))
+	var res *gorm.DB
+	_ = s.run(ctx, func(db *gorm.DB) error {
+		res = db.Model(&models.StepExecution{StepExecutionID: stepExecutionID}).Updates(outcome.values(s.dialect))
+		return res.Error
+	})
 	switch {
 	case res.Error != nil:
 		return fmt.Errorf("completing step execution %s: %w", stepExecutionID, res.Error)
@@ -62,11 +79,17 @@ func (s *Storage) GetStepExecution(ctx context.Context, stepExecutionID string) 
 	if err := checkID("step execution id", stepExecutionID); err != nil {
 		return nil, err
 	}
-	var step models.StepExecution
-	if err := s.query(ctx).Where("step_execution_id = ?", stepExecutionID).Take(&step).Error; err != nil {
-		return nil, fmt.Errorf("getting step execution %s: %w", stepExecutionID, notFound(err))
+	var steps []models.StepExecution
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Where("step_execution_id = ?", stepExecutionID).Limit(1).Find(&steps).Error
+	})
+	if err != nil {
+		return nil, fmt.Errorf("getting step execution %s: %w", stepExecutionID, err)
 	}
-	return &step, nil
+	if len(steps) == 0 {
+		return nil, fmt.Errorf("getting step execution %s: %w", stepExecutionID, ErrNotFound)
+	}
+	return &steps[0], nil
 }
 
 // GetStepExecutionHistory implements StepRepository. Ties in started_at are
@@ -76,7 +99,9 @@ func (s *Storage) GetStepExecutionHistory(ctx context.Context, executionID strin
 		return nil, err
 	}
 	var steps []models.StepExecution
-	err := s.query(ctx).Where("execution_id = ?", executionID).Order("started_at, step_execution_id").Find(&steps).Error
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Where("execution_id = ?", executionID).Order("started_at, step_execution_id").Find(&steps).Error
+	})
 	if err != nil {
 		return nil, fmt.Errorf("getting step history of execution %s: %w", executionID, err)
 	}

@@ -54,14 +54,9 @@ func New(ctx context.Context, db *gorm.DB, opts ...Option) (*Storage, error) {
 }
 
 func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) {
-	var d dialect
-	switch name := db.Dialector.Name(); name {
-	case "postgres":
-		d = postgresDialect{}
-	case "sqlite":
-		d = sqliteDialect{clock: utcNow}
-	default:
-		return nil, fmt.Errorf("unsupported GORM dialect %q (want postgres or sqlite): %w", name, ErrInvalidArgument)
+	d, err := newDialect(db)
+	if err != nil {
+		return nil, err
 	}
 	if _, registered := db.Config.Plugins[optimisticlock.Name]; !registered {
 		if err := db.Use(optimisticlock.New()); err != nil {

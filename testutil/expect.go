@@ -83,13 +83,28 @@ func anyArgs(n int) []driver.Value {
 	return args
 }
 
-// ExpectCreateExecution expects CreateExecution(in) and answers with stored,
-// the row as the database returns it. With labels it expects the transaction
-// and the labels insert too.
-func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, stored models.WorkflowExecution) {
-	if len(in.Labels) > 0 {
-		mock.ExpectBegin()
+// postgresSQL rewrites the ? of a repository statement as PostgreSQL sees
+// it: each "$" in fills becomes the next $n, anything else (the dialect's
+// now()) is written as it is.
+func postgresSQL(sql string, fills ...string) string {
+	var b strings.Builder
+	n := 0
+	for i, part := range strings.Split(sql, "?") {
+		if i > 0 {
+			fill := fills[i-1]
+			if fill == "$" {
+				n++
+				fill = "$" + strconv.Itoa(n)
+			}
+			b.WriteString(fill)
+		}
+		b.WriteString(part)
 	}
+	return b.String()
+}
+
+// expectInsertExecution expects the guarded insert of CreateExecution(in).
+func expectInsertExecution(mock sqlmock.Sqlmock, in repository.NewExecution) *sqlmock.ExpectedQuery {
 	id := driver.Value(sqlmock.AnyArg())
 	if in.ExecutionID != "" {
 		id = in.ExecutionID
@@ -98,10 +113,30 @@ func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, sto
 	if in.NodeID != "" {
 		node = in.NodeID
 	}
-	pgInsert := strings.ReplaceAll(repository.InsertExecutionSQL, "?, ?, ?, ?, ?, ?, 1, ?, ?, ?", "$1, $2, $3, $4, $5, $6, 1, now(), now(), now()")
-	mock.ExpectQuery(pgInsert).
-		WithArgs(id, in.DefinitionID, in.DefinitionVersion, string(models.ExecutionPending), sqlmock.AnyArg(), node).
-		WillReturnRows(ExecutionRows(stored))
+	defID, defVersion := in.DefinitionID, in.DefinitionVersion
+	if in.Definition != nil && defID == "" && defVersion == "" {
+		defID, defVersion = in.Definition.ID, in.Definition.Version
+	}
+	if in.Definition != nil {
+		mock.ExpectExec(postgresSQL(repository.InsertDefinitionIfMissingSQL, "$", "$", "$", "$", "now()", "now()")).
+			WithArgs(defID, defVersion, in.Definition.Name, sqlmock.AnyArg()).
+			WillReturnResult(sqlmock.NewResult(0, 1))
+	}
+	insert := postgresSQL(repository.InsertExecutionSQL, "$", "$", "$", "$", "$", "$", "now()", "now()", "now()", "$", "$")
+	return mock.ExpectQuery(insert).
+		WithArgs(id, defID, defVersion, string(models.ExecutionPending), sqlmock.AnyArg(), node, defID, defVersion)
+}
+
+// ExpectCreateExecution expects CreateExecution(in) and answers with stored,
+// the row as the database returns it. With labels or in.Definition it
+// expects the transaction, the definition's insert-if-missing and the labels
+// insert too.
+func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, stored models.WorkflowExecution) {
+	tx := len(in.Labels) > 0 || in.Definition != nil
+	if tx {
+		mock.ExpectBegin()
+	}
+	expectInsertExecution(mock, in).WillReturnRows(ExecutionRows(stored))
 	if len(in.Labels) > 0 {
 		placeholders := make([]string, 0, len(in.Labels))
 		for i := range len(in.Labels) {
@@ -111,7 +146,30 @@ func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, sto
 		mock.ExpectExec(`INSERT INTO "workflow_execution_labels" ("execution_id","label_key","label_value") VALUES ` +
 			strings.Join(placeholders, ",")).WithArgs(anyArgs(3 * len(in.Labels))...).
 			WillReturnResult(sqlmock.NewResult(0, int64(len(in.Labels))))
+	}
+	if tx {
 		mock.ExpectCommit()
+	}
+}
+
+// ExpectCreateExecutionRefused expects CreateExecution(in) of an execution
+// that is not created: the insert returns no row and the read after it finds
+// the id (exists: the call returns repository.ErrAlreadyExists) or not (the
+// definition is missing: repository.ErrNotFound). in.ExecutionID must be set.
+func ExpectCreateExecutionRefused(mock sqlmock.Sqlmock, in repository.NewExecution, exists bool) {
+	tx := len(in.Labels) > 0 || in.Definition != nil
+	if tx {
+		mock.ExpectBegin()
+	}
+	expectInsertExecution(mock, in).WillReturnRows(ExecutionRows())
+	n := 0
+	if exists {
+		n = 1
+	}
+	mock.ExpectQuery(postgresSQL(repository.ExecutionExistsSQL, "$")).
+		WithArgs(in.ExecutionID).WillReturnRows(sqlmock.NewRows([]string{"count"}).AddRow(n))
+	if tx {
+		mock.ExpectRollback()
 	}
 }
 
@@ -210,9 +268,24 @@ func ExpectListStaleExecutions(mock sqlmock.Sqlmock, threshold time.Duration, st
 }
 
 // ExpectSendSignal expects SendSignal; payload is the stored JSON text, or nil.
+// It answers "1 row inserted"; see ExpectSignalRefused for the other answers.
 func ExpectSendSignal(mock sqlmock.Sqlmock, executionID, name string, payload driver.Value) *sqlmock.ExpectedExec {
-	return mock.ExpectExec(strings.Replace(repository.InsertSignalSQL, "?, ?, ?, ?, ?", "$1, $2, $3, $4, now()", 1)).
-		WithArgs(sqlmock.AnyArg(), executionID, name, payload).WillReturnResult(sqlmock.NewResult(0, 1))
+	return mock.ExpectExec(postgresSQL(repository.SendSignalSQL(Postgres), "$", "$", "$", "now()", "$")).
+		WithArgs(sqlmock.AnyArg(), name, payload, executionID).WillReturnResult(sqlmock.NewResult(0, 1))
+}
+
+// ExpectSignalRefused expects SendSignal to an execution that takes no
+// signal: the insert matches no live execution, and the read after it finds
+// the execution in status, a terminal one (the call returns
+// repository.ErrExecutionEnded), or finds none when status is "" (the call
+// returns repository.ErrNotFound).
+func ExpectSignalRefused(mock sqlmock.Sqlmock, executionID, name string, payload driver.Value, status models.ExecutionStatus) {
+	ExpectSendSignal(mock, executionID, name, payload).WillReturnResult(sqlmock.NewResult(0, 0))
+	rows := sqlmock.NewRows([]string{"status"})
+	if status != "" {
+		rows.AddRow(string(status))
+	}
+	mock.ExpectQuery(postgresSQL(repository.ExecutionStatusSQL, "$")).WithArgs(executionID).WillReturnRows(rows)
 }
 
 // ExpectConsumeSignal expects ConsumeSignal and answers with sig, or with no

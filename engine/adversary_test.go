@@ -110,7 +110,7 @@ func TestAdvUnstorableOtherFields(t *testing.T) {
 		for name, wf := range cases {
 			t.Run(name, func(t *testing.T) {
 				e := engine.New(s, fast("advu-"+name))
-				require.NoError(t, e.Register(def("advu-"+name), wf))
+				require.NoError(t, e.Register(engine.Dynamic(def("advu-"+name), wf)))
 				run(t, e)
 				id, err := e.Start(t.Context(), "advu-"+name, "v1", nil)
 				require.NoError(t, err)
@@ -137,7 +137,7 @@ func TestAdvUnstorableOtherFields(t *testing.T) {
 func TestAdvStartOddIDs(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		e := engine.New(s, fast("adv-ids"))
-		require.NoError(t, e.Register(def("adv-ids"), func(*engine.Context, json.RawMessage) (any, error) { return 1, nil }))
+		require.NoError(t, e.Register(engine.Dynamic(def("adv-ids"), func(*engine.Context, json.RawMessage) (any, error) { return 1, nil })))
 		run(t, e)
 		for _, bad := range []string{"id\x00", "id\xff", ""} {
 			ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
@@ -168,9 +168,9 @@ func TestAdvConcurrentStartSameID(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		var runs atomic.Int64
 		e := engine.New(s, fast("adv-same"))
-		require.NoError(t, e.Register(def("adv-same"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("adv-same"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.Step(ctx, "s", func(context.Context) (int64, error) { return runs.Add(1), nil })
-		}))
+		})))
 		run(t, e)
 		var wg sync.WaitGroup
 		errs := make([]error, 16)
@@ -220,9 +220,9 @@ func TestAdvConcurrentStartSameID(t *testing.T) {
 func TestAdvCancelRacingFinish(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		e := engine.New(s, fast("adv-cancel"))
-		require.NoError(t, e.Register(def("adv-cancel"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("adv-cancel"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.Step(ctx, "s", func(context.Context) (int, error) { return 1, nil })
-		}))
+		})))
 		run(t, e)
 		const n = 20
 		var wg sync.WaitGroup
@@ -256,9 +256,9 @@ func TestAdvCancelRacingFinish(t *testing.T) {
 func TestAdvSignalUnstorablePayload(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		e := engine.New(s, fast("adv-sig"))
-		require.NoError(t, e.Register(def("adv-sig"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("adv-sig"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.AwaitSignal[string](ctx, "go", 0)
-		}))
+		})))
 		run(t, e)
 		id, err := e.Start(t.Context(), "adv-sig", "v1", nil)
 		require.NoError(t, err)
@@ -287,7 +287,7 @@ func TestAdvMaxConcurrentOne(t *testing.T) {
 		cfg.MaxConcurrent = 1
 		e := engine.New(s, cfg)
 		var now, peak atomic.Int64
-		require.NoError(t, e.Register(def("adv-limit1"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("adv-limit1"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			n := now.Add(1)
 			defer now.Add(-1)
 			for {
@@ -303,7 +303,7 @@ func TestAdvMaxConcurrentOne(t *testing.T) {
 				time.Sleep(5 * time.Millisecond)
 				return true, nil
 			})
-		}))
+		})))
 		run(t, e)
 		const starts = 10
 		ids := make([]string, starts)
@@ -334,7 +334,7 @@ func TestAdvMaxConcurrentOneDiag(t *testing.T) {
 		calls := map[string]int{}
 		peak := 0
 		var peakSet []string
-		require.NoError(t, e.Register(def("adv-limitd"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("adv-limitd"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			id := ctx.ExecutionID()
 			mu.Lock()
 			active[id]++
@@ -363,7 +363,7 @@ func TestAdvMaxConcurrentOneDiag(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 				return true, nil
 			})
-		}))
+		})))
 		run(t, e)
 		ids := make([]string, 6)
 		var wg sync.WaitGroup
@@ -422,14 +422,14 @@ func TestAdvGracefulStopWithFailingWrites(t *testing.T) {
 				}
 				faulty := testutil.NewFaultyStorage(s, f)
 				e1 := engine.New(faulty, fast("advg"))
-				require.NoError(t, e1.Register(def("advg"), wf))
+				require.NoError(t, e1.Register(engine.Dynamic(def("advg"), wf)))
 				stop := run(t, e1)
 				id, err := e1.Start(t.Context(), "advg", "v1", nil)
 				require.NoError(t, err)
 				receive(t, entered)
 				stop()
 				e2 := engine.New(s, fast("advg-2"))
-				require.NoError(t, e2.Register(def("advg"), wf))
+				require.NoError(t, e2.Register(engine.Dynamic(def("advg"), wf)))
 				run(t, e2)
 				exec := await(t, e2, id)
 				require.Equal(t, models.ExecutionCompleted, exec.Status)

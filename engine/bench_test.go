@@ -45,14 +45,14 @@ func BenchmarkWorkflows(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/C=%d", dialect, c), func(b *testing.B) {
 				s := benchStorage(b, dialect, c+4)
 				e := engine.New(s, engine.Config{NodeID: "bench", MaxConcurrent: c, PollInterval: 10 * time.Millisecond})
-				require.NoError(b, e.Register(def("bench"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+				require.NoError(b, e.Register(engine.Dynamic(def("bench"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 					for _, step := range []string{"a", "b", "c"} {
 						if _, err := engine.Step(ctx, step, func(context.Context) (int, error) { return 1, nil }); err != nil {
 							return nil, err
 						}
 					}
 					return nil, nil
-				}))
+				})))
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
 				go func() { done <- e.Run(ctx) }()

@@ -51,6 +51,11 @@ type Config struct {
 	MaxStepCrashes int
 	// Logger receives the engine's logs (default: discard).
 	Logger *slog.Logger
+	// Clock is the time workflows wait by (default: the system clock).
+	Clock Clock
+	// InterceptStep, if set, runs around every step attempt (see
+	// StepInterceptor).
+	InterceptStep StepInterceptor
 }
 
 func (c Config) withDefaults() Config {
@@ -74,6 +79,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = systemClock{}
 	}
 	return c
 }

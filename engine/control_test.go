@@ -27,7 +27,7 @@ func TestEngine_CancelWakesSleepLocally(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		started := make(chan string, 1)
 		e := engine.New(s, fast("n1"))
-		require.NoError(t, e.Register(def("sleepy"), sleeper(started)))
+		require.NoError(t, e.Register(engine.Dynamic(def("sleepy"), sleeper(started))))
 		run(t, e)
 		id, err := e.Start(t.Context(), "sleepy", "v1", nil)
 		require.NoError(t, err)
@@ -48,12 +48,12 @@ func TestEngine_CancelFromAnotherNode(t *testing.T) {
 		started := make(chan string, 1)
 		stoppedWith := make(chan error, 1)
 		owner := engine.New(s, fast("owner"))
-		require.NoError(t, owner.Register(def("sleepy"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, owner.Register(engine.Dynamic(def("sleepy"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
 			started <- wctx.ExecutionID()
 			err := engine.Sleep(wctx, "nap", time.Hour)
 			stoppedWith <- err
 			return nil, err
-		}))
+		})))
 		run(t, owner)
 		id, err := owner.Start(t.Context(), "sleepy", "v1", nil)
 		require.NoError(t, err)
@@ -71,7 +71,7 @@ func TestEngine_Timeout(t *testing.T) {
 		e := engine.New(s, fast("n1"))
 		d := def("slow")
 		d.Spec = models.JSON(`{"timeout":"100ms"}`)
-		require.NoError(t, e.Register(d, sleeper(started)))
+		require.NoError(t, e.Register(engine.Dynamic(d, sleeper(started))))
 		run(t, e)
 		id, err := e.Start(t.Context(), "slow", "v1", nil)
 		require.NoError(t, err)
@@ -94,7 +94,7 @@ func TestEngine_SleepSurvivesRestart(t *testing.T) {
 			return engine.Step(wctx, "after", func(context.Context) (time.Time, error) { return time.Now().UTC(), nil })
 		}
 		n1 := engine.New(s, fast("n1"))
-		require.NoError(t, n1.Register(def("nap"), workflow))
+		require.NoError(t, n1.Register(engine.Dynamic(def("nap"), workflow)))
 		stop1 := run(t, n1)
 		id, err := n1.Start(t.Context(), "nap", "v1", nil)
 		require.NoError(t, err)
@@ -109,7 +109,7 @@ func TestEngine_SleepSurvivesRestart(t *testing.T) {
 
 		// The same node comes back: its execution is its own and fresh.
 		again := engine.New(s, fast("n1"))
-		require.NoError(t, again.Register(def("nap"), workflow))
+		require.NoError(t, again.Register(engine.Dynamic(def("nap"), workflow)))
 		run(t, again)
 		exec := await(t, again, id)
 		require.Equal(t, models.ExecutionCompleted, exec.Status)
@@ -130,7 +130,7 @@ func TestEngine_FencedNodeWritesNothing(t *testing.T) {
 		release := make(chan struct{})
 		stoppedWith := make(chan error, 1)
 		e := engine.New(s, engine.Config{NodeID: "zombie", HeartbeatInterval: time.Hour, StaleThreshold: 2 * time.Hour, PollInterval: 20 * time.Millisecond})
-		require.NoError(t, e.Register(def("fenced"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("fenced"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
 			_, err := engine.Step(wctx, "charge", func(context.Context) (string, error) {
 				inStep <- struct{}{}
 				<-release
@@ -141,7 +141,7 @@ func TestEngine_FencedNodeWritesNothing(t *testing.T) {
 			}
 			stoppedWith <- err
 			return nil, err
-		}))
+		})))
 		run(t, e)
 		id, err := e.Start(ctx, "fenced", "v1", nil)
 		require.NoError(t, err)
@@ -177,9 +177,9 @@ func TestEngine_CrashLoopEndsFailed(t *testing.T) {
 		cfg.MaxStepCrashes = 3
 		e := engine.New(s, cfg)
 		ran := make(chan struct{}, 1)
-		require.NoError(t, e.Register(def("crashy"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("crashy"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.Step(wctx, "oom", func(context.Context) (int, error) { ran <- struct{}{}; return 1, nil })
-		}))
+		})))
 		run(t, e)
 		got := await(t, e, exec.ExecutionID)
 		require.Equal(t, models.ExecutionFailed, got.Status)
@@ -191,7 +191,7 @@ func TestEngine_CrashLoopEndsFailed(t *testing.T) {
 func TestEngine_MapAndParallel(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		e := engine.New(s, fast("n1"))
-		require.NoError(t, e.Register(def("fanout"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("fanout"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
 			squares, err := engine.Map(wctx, []int{1, 2, 3, 4, 5}, 2, func(c *engine.Context, i int, n int) (int, error) {
 				return engine.Step(c, "square-"+string(rune('a'+i)), func(context.Context) (int, error) { return n * n, nil })
 			})
@@ -203,7 +203,7 @@ func TestEngine_MapAndParallel(t *testing.T) {
 				func(c *engine.Context) error { return engine.Sleep(c, "nap-2", time.Millisecond) },
 			)
 			return squares, err
-		}))
+		})))
 		run(t, e)
 		id, err := e.Start(t.Context(), "fanout", "v1", nil)
 		require.NoError(t, err)

@@ -88,7 +88,7 @@ func crashTest(t *testing.T, dialect string) {
 	}
 
 	client := engine.New(s, engine.Config{NodeID: "client"})
-	require.NoError(t, client.Register(def("crash"), crashWorkflow(nil, 0)))
+	require.NoError(t, client.Register(engine.Dynamic(def("crash"), crashWorkflow(nil, 0))))
 	ids := make([]string, cfg.workflows)
 	for i := range ids {
 		ids[i], err = client.Start(ctx, "crash", "v1", i)
@@ -312,6 +312,6 @@ func TestHelperCrashNode(t *testing.T) {
 		NodeID: os.Getenv("CRASH_HELPER_NODE"), HeartbeatInterval: durations["HEARTBEAT"], StaleThreshold: durations["STALE"],
 		PollInterval: 50 * time.Millisecond, MaxConcurrent: 4,
 	})
-	require.NoError(t, e.Register(def("crash"), crashWorkflow(s, durations["PAUSE"])))
+	require.NoError(t, e.Register(engine.Dynamic(def("crash"), crashWorkflow(s, durations["PAUSE"]))))
 	require.NoError(t, e.Run(ctx))
 }

@@ -1,18 +1,25 @@
 // Package engine runs durable, code-first workflows on the workflow storage.
 //
-// A workflow is a Go function ([WorkflowFunc]) that does its work in steps.
-// [Step] runs a function once per execution and journals its result in the
-// step_executions table; when a node dies, another node resumes the workflow
-// from the top, and every step that already completed returns its journaled
-// result instead of running again. The [Engine] registers workflows, starts
-// executions, and runs them: it recovers its own work at startup, heartbeats
-// for the executions it owns, and claims those whose node stopped beating.
+// A workflow is a Go function declared with [Define]: it takes a typed input,
+// returns a typed output, and does its work in steps. [Step] runs a function
+// once per execution and journals its result in the step_executions table;
+// when a node dies, another node resumes the workflow from the top, and every
+// step that already completed returns its journaled result instead of running
+// again. The [Engine] registers workflows, starts executions, and runs them:
+// it recovers its own work at startup, heartbeats for the executions it owns,
+// and claims those whose node stopped beating.
 //
+//	var order = engine.Define("order", "v1", processOrder) // func(*engine.Context, Order) (Receipt, error)
 //	e := engine.New(store, engine.Config{NodeID: "node-1"})
-//	_ = e.Register(models.WorkflowDefinition{ID: "order", Version: "v1"}, processOrder)
+//	_ = e.Register(order)
 //	go e.Run(ctx)
-//	id, _ := e.Start(ctx, "order", "v1", Order{ID: 42})
-//	exec, _ := e.Await(ctx, id)
+//	h, _ := order.Start(ctx, e, Order{ID: 42})
+//	receipt, err := h.Result(ctx) // a *WorkflowError unless it COMPLETED
+//
+// [Workflow.StartTx] starts an execution inside the app's own GORM
+// transaction: it exists if and only if that transaction commits. [Dynamic]
+// registers an untyped workflow, for tools; [Engine.Start], [Engine.Await],
+// [Engine.Signal] and [Engine.Cancel] work on execution ids.
 //
 // # Writing workflows
 //
@@ -51,8 +58,10 @@
 // FAILED, and error texts are stored with invalid bytes escaped. A
 // workflow that returns an error ends FAILED with the error stored; one whose
 // step keeps dying with its node ends FAILED after Config.MaxStepCrashes. A
-// definition whose Spec holds {"timeout": "10m"} ends TIMED_OUT after that
-// long.
+// workflow defined [WithTimeout] ends TIMED_OUT after that long. A step
+// failure wrapped in [NonRetryable] is not retried. Config.Clock and
+// Config.InterceptStep let tests run waits on a fake clock and stub steps
+// (see testutil/workflowtest).
 //
 // # Many nodes
 //

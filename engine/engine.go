@@ -18,18 +18,7 @@ import (
 	"github.com/plexspaces/workflow/repository"
 )
 
-// WorkflowFunc is a workflow: deterministic code that does its work in steps
-// (Step, Sleep, AwaitSignal). Its return value becomes the execution's output.
-type WorkflowFunc func(ctx *Context, input json.RawMessage) (any, error)
-
 type definitionKey struct{ id, version string }
-
-type registration struct {
-	def     models.WorkflowDefinition
-	fn      WorkflowFunc
-	timeout time.Duration
-	saved   bool
-}
 
 // Engine runs registered workflows durably on one node. Create it with New,
 // Register workflows, then Run it; Start, Await, Signal and Cancel work whether
@@ -82,40 +71,27 @@ func New(store repository.WorkflowStorage, cfg Config) *Engine {
 // NodeID returns the engine's node id.
 func (e *Engine) NodeID() string { return e.cfg.NodeID }
 
-// definitionSpec is what the engine reads from a definition's Spec.
-type definitionSpec struct {
-	// Timeout ends an execution TIMED_OUT this long after it started, as a Go
-	// duration ("30s", "10m").
-	Timeout string `json:"timeout"`
-}
-
-// Register makes fn the workflow of def (by ID and Version), in memory. Run,
-// or the first Start, saves the definition. A definition whose Spec has
-// {"timeout": "10m"} ends its executions TIMED_OUT after that long.
-func (e *Engine) Register(def models.WorkflowDefinition, fn WorkflowFunc) error {
-	if def.ID == "" || def.Version == "" || fn == nil {
-		return fmt.Errorf("registering workflow: id, version and function are required: %w", repository.ErrInvalidArgument)
-	}
-	if def.Name == "" {
-		def.Name = def.ID
-	}
-	reg := &registration{def: def, fn: fn}
-	if len(def.Spec) > 0 {
-		var spec definitionSpec
-		if err := json.Unmarshal(def.Spec, &spec); err != nil {
-			return fmt.Errorf("registering workflow %s@%s: spec: %w: %w", def.ID, def.Version, repository.ErrInvalidArgument, err)
+// Register makes workflows (from Define or Dynamic) runnable on this engine,
+// in memory; Run stores their definitions. Registering id@version again
+// replaces it. If any workflow is invalid, none is registered.
+func (e *Engine) Register(workflows ...Registrable) error {
+	regs := make([]*registration, 0, len(workflows))
+	for _, w := range workflows {
+		if w == nil {
+			return fmt.Errorf("registering a nil workflow: %w", repository.ErrInvalidArgument)
 		}
-		if spec.Timeout != "" {
-			d, err := time.ParseDuration(spec.Timeout)
-			if err != nil || d <= 0 {
-				return fmt.Errorf("registering workflow %s@%s: timeout %q: %w", def.ID, def.Version, spec.Timeout, repository.ErrInvalidArgument)
-			}
-			reg.timeout = d
+		reg, err := w.registration()
+		if err != nil {
+			return fmt.Errorf("registering workflow: %w", err)
 		}
+		own := *reg // this engine's copy
+		regs = append(regs, &own)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.workflows[definitionKey{def.ID, def.Version}] = reg
+	for _, reg := range regs {
+		e.workflows[definitionKey{reg.def.ID, reg.def.Version}] = reg
+	}
 	return nil
 }
 
@@ -128,20 +104,27 @@ func (e *Engine) registration(id, version string) (*registration, bool) {
 
 // saveDefinition stores a registered definition once per engine.
 func (e *Engine) saveDefinition(ctx context.Context, reg *registration) error {
-	e.mu.Lock()
-	saved := reg.saved
-	e.mu.Unlock()
-	if saved {
+	if e.isSaved(reg) {
 		return nil
 	}
 	def := reg.def
 	if err := e.store.SaveDefinition(ctx, &def); err != nil {
 		return err
 	}
-	e.mu.Lock()
-	reg.saved = true
-	e.mu.Unlock()
+	e.markSaved(reg)
 	return nil
+}
+
+func (e *Engine) isSaved(reg *registration) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return reg.saved
+}
+
+func (e *Engine) markSaved(reg *registration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	reg.saved = true
 }
 
 // StartOption configures one Start.
@@ -160,19 +143,33 @@ func WithLabels(labels map[string]string) StartOption {
 	return func(in *repository.NewExecution) { in.Labels = labels }
 }
 
-// Start records a new execution of definitionID@version and returns its id.
-// If this engine's Run is going, the workflow is registered here and a slot is
-// free, it runs here at once; otherwise any running engine picks it up.
+// Start records a new execution of definitionID@version with input and
+// returns its id: the untyped form of Workflow.Start, for tools. A definition
+// registered here is stored with the execution if the database lacks it; one
+// neither registered here nor stored is ErrNotFound. If this engine's Run is
+// going, the workflow is registered here and a slot is free, it runs here at
+// once; otherwise any running engine picks it up.
 func (e *Engine) Start(ctx context.Context, definitionID, version string, input any, opts ...StartOption) (string, error) {
-	in := repository.NewExecution{DefinitionID: definitionID, DefinitionVersion: version, Input: input}
-	for _, opt := range opts {
-		opt(&in)
+	raw, err := repository.EncodeJSON("input of "+definitionID+"@"+version, input)
+	if err != nil {
+		return "", err
 	}
+	return e.start(ctx, nil, definitionID, version, raw, opts)
+}
+
+// start creates an execution and, if it can, runs it here. known is the
+// caller's definition, stored with the execution if the database lacks it,
+// when the workflow is not registered here.
+func (e *Engine) start(ctx context.Context, known *models.WorkflowDefinition, definitionID, version string, input models.JSON, opts []StartOption) (string, error) {
+	nx := newExecutionInput(definitionID, version, input, opts)
 	reg, local := e.registration(definitionID, version)
-	if local {
-		if err := e.saveDefinition(ctx, reg); err != nil {
-			return "", fmt.Errorf("starting %s@%s: %w", definitionID, version, err)
-		}
+	switch {
+	case local && !e.isSaved(reg):
+		def := reg.def
+		nx.Definition = &def
+	case !local && known != nil:
+		def := *known
+		nx.Definition = &def
 	}
 	// Reserve the slot before creating, so that concurrent Starts cannot run
 	// more than MaxConcurrent at once.
@@ -181,7 +178,7 @@ func (e *Engine) Start(ctx context.Context, definitionID, version string, input 
 	reserved := local && runCtx != nil && e.cfg.MaxConcurrent-len(e.running)-e.reserved > 0
 	if reserved {
 		e.reserved++
-		in.NodeID = e.cfg.NodeID
+		nx.NodeID = e.cfg.NodeID
 	}
 	e.mu.Unlock()
 	unreserve := func() {
@@ -191,14 +188,19 @@ func (e *Engine) Start(ctx context.Context, definitionID, version string, input 
 			e.mu.Unlock()
 		}
 	}
-	exec, err := e.store.CreateExecution(ctx, in)
-	if errors.Is(err, repository.ErrAlreadyExists) {
-		unreserve()
-		return in.ExecutionID, e.sameStart(ctx, in)
+	exec, err := create(ctx, e.store, nx)
+	if errors.Is(err, repository.ErrNotFound) && local && nx.Definition == nil {
+		// Stored once, deleted since: store it again.
+		def := reg.def
+		nx.Definition = &def
+		exec, err = create(ctx, e.store, nx)
 	}
-	if err != nil {
+	if err != nil || exec == nil {
 		unreserve()
-		return "", fmt.Errorf("starting %s@%s: %w", definitionID, version, err)
+		return nx.ExecutionID, err
+	}
+	if local {
+		e.markSaved(reg)
 	}
 	if reserved {
 		if err := e.resume(runCtx, exec, true); err != nil {
@@ -214,11 +216,38 @@ func (e *Engine) Start(ctx context.Context, definitionID, version string, input 
 	return exec.ExecutionID, nil
 }
 
+// newExecutionInput applies Start's options; the id is chosen here, so that
+// the caller knows it whatever happens next.
+func newExecutionInput(definitionID, version string, input models.JSON, opts []StartOption) repository.NewExecution {
+	nx := repository.NewExecution{DefinitionID: definitionID, DefinitionVersion: version, Input: input}
+	for _, opt := range opts {
+		opt(&nx)
+	}
+	if nx.ExecutionID == "" {
+		nx.ExecutionID = repository.NewID()
+	}
+	return nx
+}
+
+// create stores a new execution. When the id exists with the same
+// definition, version and input, it returns a nil execution and no error: the
+// start is idempotent. Any other existing execution is ErrAlreadyExists.
+func create(ctx context.Context, store repository.WorkflowStorage, nx repository.NewExecution) (*models.WorkflowExecution, error) {
+	exec, err := store.CreateExecution(ctx, nx)
+	switch {
+	case errors.Is(err, repository.ErrAlreadyExists):
+		return nil, sameStart(ctx, store, nx)
+	case err != nil:
+		return nil, fmt.Errorf("starting %s@%s: %w", nx.DefinitionID, nx.DefinitionVersion, err)
+	}
+	return exec, nil
+}
+
 // sameStart checks that the existing execution in.ExecutionID is the one in
 // asks for: same definition, version and input (compared as JSON values).
 // Anything else is an error matching repository.ErrAlreadyExists.
-func (e *Engine) sameStart(ctx context.Context, in repository.NewExecution) error {
-	cur, err := e.store.GetExecution(ctx, in.ExecutionID)
+func sameStart(ctx context.Context, store repository.WorkflowStorage, in repository.NewExecution) error {
+	cur, err := store.GetExecution(ctx, in.ExecutionID)
 	if err != nil {
 		return fmt.Errorf("starting %s: reading the existing execution: %w", in.ExecutionID, err)
 	}

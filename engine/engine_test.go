@@ -44,7 +44,7 @@ func threeSteps(ctx *engine.Context, input json.RawMessage) (any, error) {
 func TestEngine_HappyPath(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		e := engine.New(s, fast("n1"))
-		require.NoError(t, e.Register(def("order"), threeSteps))
+		require.NoError(t, e.Register(engine.Dynamic(def("order"), threeSteps)))
 		run(t, e)
 		id, err := e.Start(t.Context(), "order", "v1", order{ID: 7, Cents: 500}, engine.WithLabels(map[string]string{"tenant": "acme"}))
 		require.NoError(t, err)
@@ -66,9 +66,9 @@ func TestEngine_StartIsIdempotent(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		var runs atomic.Int64
 		e := engine.New(s, fast("n1"))
-		require.NoError(t, e.Register(def("once"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("once"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.Step(ctx, "count", func(context.Context) (int64, error) { return runs.Add(1), nil })
-		}))
+		})))
 		run(t, e)
 		for range 3 {
 			id, err := e.Start(t.Context(), "once", "v1", nil, engine.WithExecutionID("order-1"))
@@ -84,14 +84,14 @@ func TestEngine_RetriesThenSucceeds(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		var calls atomic.Int64
 		e := engine.New(s, fast("n1"))
-		require.NoError(t, e.Register(def("flaky"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("flaky"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.Step(ctx, "charge", func(context.Context) (int64, error) {
 				if n := calls.Add(1); n < 3 {
 					return 0, fmt.Errorf("gateway timeout %d", n)
 				}
 				return 42, nil
 			}, engine.WithRetry(engine.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Millisecond, BackoffMultiplier: 2, Jitter: 0.5}))
-		}))
+		})))
 		run(t, e)
 		id, err := e.Start(t.Context(), "flaky", "v1", nil)
 		require.NoError(t, err)
@@ -108,19 +108,19 @@ func TestEngine_RetriesThenSucceeds(t *testing.T) {
 func TestEngine_FailureIsStored(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		e := engine.New(s, fast("n1"))
-		require.NoError(t, e.Register(def("broken"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("broken"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.Step(ctx, "charge", func(context.Context) (int, error) { return 0, errors.New("card declined") },
 				engine.WithRetry(engine.RetryPolicy{MaxAttempts: 2}))
-		}))
-		require.NoError(t, e.Register(def("panics"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		})))
+		require.NoError(t, e.Register(engine.Dynamic(def("panics"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			panic("boom")
-		}))
-		require.NoError(t, e.Register(def("dup"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		})))
+		require.NoError(t, e.Register(engine.Dynamic(def("dup"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			if _, err := engine.Step(ctx, "a", func(context.Context) (int, error) { return 1, nil }); err != nil {
 				return nil, err
 			}
 			return engine.Step(ctx, "a", func(context.Context) (int, error) { return 2, nil })
-		}))
+		})))
 		run(t, e)
 		ctx := t.Context()
 
@@ -168,7 +168,7 @@ func TestEngine_ResumeSkipsCompletedSteps(t *testing.T) {
 			}
 		}
 		n1 := engine.New(s, fast("n1"))
-		require.NoError(t, n1.Register(def("order"), workflow(true)))
+		require.NoError(t, n1.Register(engine.Dynamic(def("order"), workflow(true))))
 		stop1 := run(t, n1)
 		id, err := n1.Start(t.Context(), "order", "v1", nil)
 		require.NoError(t, err)
@@ -176,7 +176,7 @@ func TestEngine_ResumeSkipsCompletedSteps(t *testing.T) {
 		stop1()
 
 		n2 := engine.New(s, fast("n2"))
-		require.NoError(t, n2.Register(def("order"), workflow(false)))
+		require.NoError(t, n2.Register(engine.Dynamic(def("order"), workflow(false))))
 		run(t, n2)
 		require.Equal(t, "n2", receive(t, inCharge))
 		exec := await(t, n2, id)

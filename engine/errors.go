@@ -25,14 +25,14 @@ var (
 	ErrExecutionEnded = errors.New("engine: execution has ended")
 	// ErrNotFound: no execution has the given id (repository.ErrNotFound).
 	ErrNotFound = repository.ErrNotFound
+	// ErrTimedOut: the execution's timeout (WithTimeout) passed, and it ended
+	// TIMED_OUT; it is also the cause of the workflow's context then.
+	ErrTimedOut = errors.New("engine: workflow timed out")
 	// ErrTooManyCrashes: a step's attempts died with their node too often.
 	ErrTooManyCrashes = errors.New("engine: step crashed its node too often")
 	// errUnstorable marks a step result or workflow output that the
 	// database cannot store; it fails the step or workflow without a retry.
 	errUnstorable = errors.New("returned a value that cannot be stored")
-	// errTimedOut is the cause of a workflow context whose definition's
-	// timeout passed.
-	errTimedOut = errors.New("engine: workflow timed out")
 	// errShutdown is the cause of a workflow context whose engine is stopping.
 	errShutdown = errors.New("engine: shutting down")
 	// errStorage is the cause of a workflow context stopped because a

@@ -2,13 +2,11 @@ package engine_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log"
 	"time"
 
 	"github.com/plexspaces/workflow/engine"
-	"github.com/plexspaces/workflow/models"
 	"github.com/plexspaces/workflow/repository"
 )
 
@@ -17,18 +15,21 @@ type Order struct {
 	Cents int `json:"cents"`
 }
 
+// Receipt is the order workflow's output.
+type Receipt struct {
+	Reservation string `json:"reservation"`
+	Payment     string `json:"payment"`
+	Shipment    string `json:"shipment"`
+}
+
 // processOrder is a three-step workflow: each step runs once per execution,
 // even across crashes, and its result is journaled.
-func processOrder(ctx *engine.Context, input json.RawMessage) (any, error) {
-	var o Order
-	if err := json.Unmarshal(input, &o); err != nil {
-		return nil, err
-	}
+var processOrder = engine.Define("order", "v1", func(ctx *engine.Context, o Order) (Receipt, error) {
 	reservation, err := engine.Step(ctx, "reserve", func(context.Context) (string, error) {
 		return fmt.Sprintf("R-%d", o.ID), nil // call the inventory service here
 	})
 	if err != nil {
-		return nil, err
+		return Receipt{}, err
 	}
 	payment, err := engine.Step(ctx, "charge", func(c context.Context) (string, error) {
 		// The provider deduplicates on the key, so a rerun after a crash
@@ -36,16 +37,16 @@ func processOrder(ctx *engine.Context, input json.RawMessage) (any, error) {
 		return chargeCard(c, ctx.ExecutionID()+"/charge", o.ID, o.Cents)
 	}, engine.WithRetry(engine.RetryPolicy{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond, BackoffMultiplier: 2, Jitter: 0.2}))
 	if err != nil {
-		return nil, err
+		return Receipt{}, err
 	}
 	shipment, err := engine.Step(ctx, "ship", func(context.Context) (string, error) {
 		return fmt.Sprintf("S-%d", o.ID), nil
 	})
 	if err != nil {
-		return nil, err
+		return Receipt{}, err
 	}
-	return map[string]string{"reservation": reservation, "payment": payment, "shipment": shipment}, nil
-}
+	return Receipt{Reservation: reservation, Payment: payment, Shipment: shipment}, nil
+})
 
 // chargeCard stands for a payment provider's API that takes an idempotency key.
 func chargeCard(_ context.Context, idempotencyKey string, orderID, cents int) (string, error) {
@@ -63,26 +64,26 @@ func Example() {
 	defer store.Close()
 
 	e := engine.New(store, engine.Config{NodeID: "node-1"})
-	if err := e.Register(models.WorkflowDefinition{ID: "order", Version: "v1"}, processOrder); err != nil {
+	if err := e.Register(processOrder); err != nil {
 		log.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- e.Run(runCtx) }()
 
-	id, err := e.Start(ctx, "order", "v1", Order{ID: 42, Cents: 1999})
+	order, err := processOrder.Start(ctx, e, Order{ID: 42, Cents: 1999})
 	if err != nil {
 		log.Fatal(err)
 	}
-	exec, err := e.Await(ctx, id)
+	receipt, err := order.Result(ctx) // a *engine.WorkflowError unless it COMPLETED
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(exec.Status, string(exec.Output))
+	fmt.Printf("%+v\n", receipt)
 
 	stop()
 	if err := <-done; err != nil {
 		log.Fatal(err)
 	}
-	// Output: COMPLETED {"payment":"P-42-1999","reservation":"R-42","shipment":"S-42"}
+	// Output: {Reservation:R-42 Payment:P-42-1999 Shipment:S-42}
 }

@@ -83,7 +83,7 @@ func (x *execution) run() (retry bool) {
 	}
 	if reg.timeout > 0 {
 		var stopTimer context.CancelFunc
-		x.ctx, stopTimer = context.WithDeadlineCause(x.ctx, x.exec.StartedAt.Add(reg.timeout), errTimedOut)
+		x.ctx, stopTimer = withDeadline(x.ctx, e.cfg.Clock, x.exec.StartedAt.Add(reg.timeout), ErrTimedOut)
 		defer stopTimer()
 	}
 	wctx := newContext(x, history)
@@ -110,8 +110,8 @@ func (x *execution) run() (retry bool) {
 		cause = flushErr
 	}
 	switch {
-	case errors.Is(cause, errTimedOut):
-		return x.finish(models.ExecutionTimedOut, nil, fmt.Errorf("%w after %s", errTimedOut, reg.timeout))
+	case errors.Is(cause, ErrTimedOut):
+		return x.finish(models.ExecutionTimedOut, nil, fmt.Errorf("%w after %s", ErrTimedOut, reg.timeout))
 	case cause != nil:
 		log.LogAttrs(context.Background(), slog.LevelInfo, "execution stopped", slog.String("cause", cause.Error()))
 		return errors.Is(cause, errStorage)

@@ -98,7 +98,7 @@ func TestEngine_FaultInEveryCheckpoint(t *testing.T) {
 						faulty := testutil.NewFaultyStorage(s, testutil.Fault{Method: method, Call: call, Fail: true, After: after})
 						var runs runCounter
 						e := engine.New(faulty, fast("n-"+name))
-						require.NoError(t, e.Register(def("wf-"+name), everyCheckpoint(&runs)))
+						require.NoError(t, e.Register(engine.Dynamic(def("wf-"+name), everyCheckpoint(&runs))))
 						run(t, e)
 						id, err := e.Start(t.Context(), "wf-"+name, "v1", nil)
 						require.NoError(t, err)
@@ -179,8 +179,8 @@ func TestEngine_RunWaitsForWorkflowsWhenStoppedInStartup(t *testing.T) {
 		e := engine.New(store, fast("startup"))
 		var inStep, stepDone atomic.Bool
 		started := make(chan struct{})
-		require.NoError(t, e.Register(def("blocker"), func(*engine.Context, json.RawMessage) (any, error) { return nil, nil }))
-		require.NoError(t, e.Register(def("work"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("blocker"), func(*engine.Context, json.RawMessage) (any, error) { return nil, nil })))
+		require.NoError(t, e.Register(engine.Dynamic(def("work"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.Step(ctx, "slow", func(c context.Context) (bool, error) {
 				inStep.Store(true)
 				close(started)
@@ -189,7 +189,7 @@ func TestEngine_RunWaitsForWorkflowsWhenStoppedInStartup(t *testing.T) {
 				stepDone.Store(true)
 				return true, nil
 			})
-		}))
+		})))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- e.Run(ctx) }()
@@ -214,9 +214,9 @@ func TestEngine_OwnSweepClaimsItsPendingExecution(t *testing.T) {
 		)
 		var runs atomic.Int64
 		e := engine.New(faulty, fast("lapsed"))
-		require.NoError(t, e.Register(def("lapsed"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("lapsed"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.Step(ctx, "once", func(context.Context) (int64, error) { return runs.Add(1), nil })
-		}))
+		})))
 		run(t, e)
 		id, err := e.Start(t.Context(), "lapsed", "v1", nil)
 		require.NoError(t, err)
@@ -233,14 +233,14 @@ func TestEngine_OwnSweepClaimsItsPendingExecution(t *testing.T) {
 func TestEngine_OwnedButNotRunIsTakenOver(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		a := engine.New(s, fast("owner-a"))
-		require.NoError(t, a.Register(def("other"), func(*engine.Context, json.RawMessage) (any, error) { return nil, nil }))
+		require.NoError(t, a.Register(engine.Dynamic(def("other"), func(*engine.Context, json.RawMessage) (any, error) { return nil, nil })))
 		run(t, a)
 		require.NoError(t, s.SaveDefinition(t.Context(), &models.WorkflowDefinition{ID: "left", Version: "v1", Name: "left"}))
 		exec, err := s.CreateExecution(t.Context(), repository.NewExecution{DefinitionID: "left", DefinitionVersion: "v1", NodeID: "owner-a"})
 		require.NoError(t, err)
 
 		b := engine.New(s, fast("owner-b"))
-		require.NoError(t, b.Register(def("left"), func(*engine.Context, json.RawMessage) (any, error) { return "taken", nil }))
+		require.NoError(t, b.Register(engine.Dynamic(def("left"), func(*engine.Context, json.RawMessage) (any, error) { return "taken", nil })))
 		run(t, b)
 		done := await(t, b, exec.ExecutionID)
 		require.Equal(t, models.ExecutionCompleted, done.Status)

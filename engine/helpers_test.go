@@ -97,7 +97,7 @@ func statuses(h []models.StepExecution) []string {
 func startThenStop(t *testing.T, s *repository.Storage, node, defID string, wf engine.WorkflowFunc, entered <-chan struct{}) string {
 	t.Helper()
 	e := engine.New(s, fast(node))
-	require.NoError(t, e.Register(def(defID), wf))
+	require.NoError(t, e.Register(engine.Dynamic(def(defID), wf)))
 	stop := run(t, e)
 	id, err := e.Start(t.Context(), defID, "v1", nil)
 	require.NoError(t, err)
@@ -110,7 +110,7 @@ func startThenStop(t *testing.T, s *repository.Storage, node, defID string, wf e
 func runAgain(t *testing.T, s *repository.Storage, node, defID string, wf engine.WorkflowFunc, id string) *models.WorkflowExecution {
 	t.Helper()
 	e := engine.New(s, fast(node))
-	require.NoError(t, e.Register(def(defID), wf))
+	require.NoError(t, e.Register(engine.Dynamic(def(defID), wf)))
 	run(t, e)
 	return await(t, e, id)
 }

@@ -18,9 +18,9 @@ func TestEngine_ForgetsSignalWaitersOfEndedExecutions(t *testing.T) {
 	t.Parallel()
 	s := testutil.NewSQLiteStorage(t)
 	e := New(s, Config{NodeID: "waiters", HeartbeatInterval: 50 * time.Millisecond, StaleThreshold: 500 * time.Millisecond, PollInterval: 20 * time.Millisecond})
-	require.NoError(t, e.Register(models.WorkflowDefinition{ID: "wait", Version: "v1"}, func(ctx *Context, _ json.RawMessage) (any, error) {
+	require.NoError(t, e.Register(Dynamic(models.WorkflowDefinition{ID: "wait", Version: "v1"}, func(ctx *Context, _ json.RawMessage) (any, error) {
 		return AwaitSignal[int](ctx, "go", 0)
-	}))
+	})))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()

@@ -29,12 +29,12 @@ func TestEngine_UnstorableStepResultFailsOnce(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				var runs atomic.Int64
 				e := engine.New(s, fast("odd-"+name))
-				require.NoError(t, e.Register(def("odd-"+name), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+				require.NoError(t, e.Register(engine.Dynamic(def("odd-"+name), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 					return engine.Step(ctx, "compute", func(context.Context) (any, error) {
 						runs.Add(1)
 						return result, nil
 					}, engine.WithRetry(engine.RetryPolicy{MaxAttempts: 4}))
-				}))
+				})))
 				run(t, e)
 				id, err := e.Start(t.Context(), "odd-"+name, "v1", nil)
 				require.NoError(t, err)
@@ -67,7 +67,7 @@ func TestEngine_UnstorableWorkflowEnds(t *testing.T) {
 		for name, wf := range cases {
 			t.Run(name, func(t *testing.T) {
 				e := engine.New(s, fast("ends-"+name))
-				require.NoError(t, e.Register(def("ends-"+name), wf))
+				require.NoError(t, e.Register(engine.Dynamic(def("ends-"+name), wf)))
 				run(t, e)
 				id, err := e.Start(t.Context(), "ends-"+name, "v1", nil)
 				require.NoError(t, err)
@@ -87,11 +87,11 @@ func TestEngine_StepErrorWithInvalidUTF8IsRetried(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		var runs atomic.Int64
 		e := engine.New(s, fast("utf8"))
-		require.NoError(t, e.Register(def("utf8"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("utf8"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.Step(ctx, "flaky", func(context.Context) (int64, error) {
 				return 0, fmt.Errorf("attempt %d: \xff\x00", runs.Add(1))
 			}, engine.WithRetry(engine.RetryPolicy{MaxAttempts: 3}))
-		}))
+		})))
 		run(t, e)
 		id, err := e.Start(t.Context(), "utf8", "v1", nil)
 		require.NoError(t, err)
@@ -108,9 +108,9 @@ func TestEngine_StepErrorWithInvalidUTF8IsRetried(t *testing.T) {
 func TestEngine_ErrorWrappingErrCancelledIsAFailure(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		e := engine.New(s, fast("wraps"))
-		require.NoError(t, e.Register(def("wraps"), func(*engine.Context, json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("wraps"), func(*engine.Context, json.RawMessage) (any, error) {
 			return nil, fmt.Errorf("child cancelled: %w", engine.ErrCancelled)
-		}))
+		})))
 		run(t, e)
 		id, err := e.Start(t.Context(), "wraps", "v1", nil)
 		require.NoError(t, err)
@@ -171,7 +171,7 @@ func TestEngine_MaxConcurrentUnderConcurrentStarts(t *testing.T) {
 		e := engine.New(s, cfg)
 		var now, peak atomic.Int64
 		release := make(chan struct{})
-		require.NoError(t, e.Register(def("limit"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("limit"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.Step(ctx, "hold", func(context.Context) (bool, error) {
 				n := now.Add(1)
 				for {
@@ -184,7 +184,7 @@ func TestEngine_MaxConcurrentUnderConcurrentStarts(t *testing.T) {
 				now.Add(-1)
 				return true, nil
 			})
-		}))
+		})))
 		run(t, e)
 		const starts = 24
 		ids := make([]string, starts)
@@ -211,9 +211,9 @@ func TestEngine_StartExistingID(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		e := engine.New(s, fast("ids"))
 		noop := func(*engine.Context, json.RawMessage) (any, error) { return nil, nil }
-		require.NoError(t, e.Register(def("ids"), noop))
-		require.NoError(t, e.Register(models.WorkflowDefinition{ID: "ids", Version: "v2"}, noop))
-		require.NoError(t, e.Register(def("other"), noop))
+		require.NoError(t, e.Register(engine.Dynamic(def("ids"), noop)))
+		require.NoError(t, e.Register(engine.Dynamic(models.WorkflowDefinition{ID: "ids", Version: "v2"}, noop)))
+		require.NoError(t, e.Register(engine.Dynamic(def("other"), noop)))
 		ctx := t.Context()
 		id, err := e.Start(ctx, "ids", "v1", map[string]int{"a": 1, "b": 2}, engine.WithExecutionID("order-1"))
 		require.NoError(t, err)
@@ -250,7 +250,7 @@ func TestEngine_StartExistingID(t *testing.T) {
 func TestEngine_SignalEndedOrUnknown(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		e := engine.New(s, fast("sig-ended"))
-		require.NoError(t, e.Register(def("sig-ended"), func(*engine.Context, json.RawMessage) (any, error) { return "ok", nil }))
+		require.NoError(t, e.Register(engine.Dynamic(def("sig-ended"), func(*engine.Context, json.RawMessage) (any, error) { return "ok", nil })))
 		run(t, e)
 		id, err := e.Start(t.Context(), "sig-ended", "v1", nil)
 		require.NoError(t, err)

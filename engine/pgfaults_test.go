@@ -30,7 +30,7 @@ func pgFaultRun(t *testing.T, fault func(t *testing.T, admin *repository.Storage
 
 	var runs runCounter
 	e := engine.New(s, fast("pgfault"))
-	require.NoError(t, e.Register(def("pgfault"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+	require.NoError(t, e.Register(engine.Dynamic(def("pgfault"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 		for i := range 5 {
 			id := fmt.Sprintf("s%d", i)
 			if _, err := engine.Step(ctx, id, func(context.Context) (bool, error) {
@@ -42,7 +42,7 @@ func pgFaultRun(t *testing.T, fault func(t *testing.T, admin *repository.Storage
 			}
 		}
 		return "done", nil
-	}))
+	})))
 	run(t, e)
 	ids := make([]string, 50)
 	for i := range ids {

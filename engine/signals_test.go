@@ -39,7 +39,7 @@ func TestEngine_SignalReplaysWithoutConsumingAnother(t *testing.T) {
 			}
 		}
 		n1 := engine.New(s, fast("n1"))
-		require.NoError(t, n1.Register(def("approval"), workflow(true)))
+		require.NoError(t, n1.Register(engine.Dynamic(def("approval"), workflow(true))))
 		stop1 := run(t, n1)
 		id, err := n1.Start(ctx, "approval", "v1", nil)
 		require.NoError(t, err)
@@ -51,7 +51,7 @@ func TestEngine_SignalReplaysWithoutConsumingAnother(t *testing.T) {
 		// return ann's payload from the journal and leave bob's waiting.
 		require.NoError(t, n1.Signal(ctx, id, "approve", approval{By: "bob"}))
 		n2 := engine.New(s, fast("n2"))
-		require.NoError(t, n2.Register(def("approval"), workflow(false)))
+		require.NoError(t, n2.Register(engine.Dynamic(def("approval"), workflow(false))))
 		run(t, n2)
 		require.Equal(t, "ann", receive(t, afterSignal).By)
 		exec := await(t, n2, id)
@@ -67,13 +67,13 @@ func TestEngine_SignalReplaysWithoutConsumingAnother(t *testing.T) {
 func TestEngine_SignalTimeout(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		e := engine.New(s, fast("n1"))
-		require.NoError(t, e.Register(def("impatient"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("impatient"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
 			_, err := engine.AwaitSignal[approval](wctx, "approve", 50*time.Millisecond)
 			if errors.Is(err, engine.ErrSignalTimeout) {
 				return "escalated", nil
 			}
 			return nil, err
-		}))
+		})))
 		run(t, e)
 		id, err := e.Start(t.Context(), "impatient", "v1", nil)
 		require.NoError(t, err)
@@ -89,10 +89,10 @@ func TestEngine_SignalTimeout(t *testing.T) {
 func TestEngine_SignalToRemoteNode(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		owner := engine.New(s, fast("owner"))
-		require.NoError(t, owner.Register(def("approval"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, owner.Register(engine.Dynamic(def("approval"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
 			a, err := engine.AwaitSignal[approval](wctx, "approve", 0)
 			return a.By, err
-		}))
+		})))
 		run(t, owner)
 		client := engine.New(s, fast("client")) // never runs
 		id, err := owner.Start(t.Context(), "approval", "v1", nil)

@@ -51,6 +51,9 @@ type stepOptions struct {
 	retry    RetryPolicy
 	input    any
 	declared []error
+	// own marks the steps Sleep and AwaitSignal journal for themselves,
+	// which StepInterceptor does not see.
+	own bool
 }
 
 // WithRetry retries the step by p when it fails.
@@ -72,6 +75,16 @@ func WithInput(v any) StepOption { return func(o *stepOptions) { o.input = v } }
 // on the node that takes over. Give the outside world an idempotency key such
 // as ctx.ExecutionID() + "/" + stepID.
 func Step[T any](ctx *Context, stepID string, fn func(context.Context) (T, error), opts ...StepOption) (T, error) {
+	return step(ctx, stepID, fn, opts...)
+}
+
+// ownStep is a step of the engine's own (Sleep's wake-up time, a signal's
+// deadline): what it journals is not the user's to stub.
+func ownStep[T any](ctx *Context, stepID string, fn func(context.Context) (T, error)) (T, error) {
+	return step(ctx, stepID, fn, func(o *stepOptions) { o.own = true })
+}
+
+func step[T any](ctx *Context, stepID string, fn func(context.Context) (T, error), opts ...StepOption) (T, error) {
 	var zero T
 	raw, err := ctx.step(stepID, func(c context.Context) (any, error) { return fn(c) }, opts)
 	if err != nil {
@@ -117,7 +130,12 @@ func (c *Context) step(stepID string, fn func(context.Context) (any, error), opt
 		if err := c.stopped(); err != nil {
 			return nil, err
 		}
-		out, runErr, err := c.attempt(stepID, attempt, fn, o.input)
+		run := fn
+		if intercept := c.x.engine.cfg.InterceptStep; intercept != nil && !o.own {
+			info := StepInfo{ExecutionID: c.x.id, StepID: stepID, Attempt: attempt}
+			run = func(ctx context.Context) (any, error) { return intercept(ctx, info, fn) }
+		}
+		out, runErr, err := c.attempt(stepID, attempt, run, o.input)
 		if err != nil {
 			return nil, err
 		}
@@ -126,9 +144,10 @@ func (c *Context) step(stepID string, fn func(context.Context) (any, error), opt
 		}
 		failed++
 		status := models.StepRetrying
-		if failed >= o.retry.attempts() || errors.Is(runErr, errUnstorable) {
+		if failed >= o.retry.attempts() || errors.Is(runErr, errUnstorable) || isNonRetryable(runErr) {
 			// A result that cannot be stored fails the step at once: the
 			// function succeeded, and running it again would repeat its effects.
+			// A NonRetryable failure says retrying cannot help.
 			status = models.StepFailed
 		}
 		failure, record := journal(runErr, o.declared)
@@ -256,10 +275,10 @@ func (c *Context) wait(d time.Duration) error {
 	if d <= 0 {
 		return c.stopped()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
+	fired, stop := c.x.engine.cfg.Clock.NewTimer(d)
+	defer stop()
 	select {
-	case <-t.C:
+	case <-fired:
 		return nil
 	case <-c.Done():
 		return c.stopped()

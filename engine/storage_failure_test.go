@@ -45,9 +45,9 @@ func TestEngine_StorageFailureResumesLater(t *testing.T) {
 		flaky := &flakyStorage{Storage: s}
 		var runs atomic.Int64
 		e := engine.New(flaky, fast("n1"))
-		require.NoError(t, e.Register(def("flaky"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+		require.NoError(t, e.Register(engine.Dynamic(def("flaky"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
 			return engine.Step(ctx, "work", func(context.Context) (int64, error) { return runs.Add(1), nil })
-		}))
+		})))
 		run(t, e)
 		id, err := e.Start(t.Context(), "flaky", "v1", nil)
 		require.NoError(t, err)

@@ -17,13 +17,14 @@ import (
 // clock of the node that first ran the step. Cancel wakes it with
 // ErrCancelled.
 func Sleep(ctx *Context, stepID string, d time.Duration) error {
-	wakeAt, err := Step(ctx, stepID, func(context.Context) (time.Time, error) {
-		return time.Now().UTC().Add(d), nil
+	clock := ctx.x.engine.cfg.Clock
+	wakeAt, err := ownStep(ctx, stepID, func(context.Context) (time.Time, error) {
+		return clock.Now().UTC().Add(d), nil
 	})
 	if err != nil {
 		return err
 	}
-	return ctx.wait(time.Until(wakeAt))
+	return ctx.wait(wakeAt.Sub(clock.Now()))
 }
 
 // AwaitSignal waits for the next signal named name sent to the execution and
@@ -49,11 +50,12 @@ func AwaitSignal[T any](ctx *Context, name string, timeout time.Duration) (T, er
 }
 
 func (c *Context) awaitSignal(stepID, name string, timeout time.Duration) (json.RawMessage, error) {
+	e := c.x.engine
 	var deadline time.Time
 	if timeout > 0 {
 		var err error
-		deadline, err = Step(c, stepID+":deadline", func(context.Context) (time.Time, error) {
-			return time.Now().UTC().Add(timeout), nil
+		deadline, err = ownStep(c, stepID+":deadline", func(context.Context) (time.Time, error) {
+			return e.cfg.Clock.Now().UTC().Add(timeout), nil
 		})
 		if err != nil {
 			return nil, err
@@ -82,14 +84,13 @@ func (c *Context) awaitSignal(stepID, name string, timeout time.Duration) (json.
 	if err := c.flush(c); err != nil {
 		return nil, err
 	}
-	e := c.x.engine
 	poll := time.NewTicker(e.cfg.PollInterval)
 	defer poll.Stop()
 	var expired <-chan time.Time
 	if !deadline.IsZero() {
-		t := time.NewTimer(time.Until(deadline))
-		defer t.Stop()
-		expired = t.C
+		fired, stop := e.cfg.Clock.NewTimer(deadline.Sub(e.cfg.Clock.Now()))
+		defer stop()
+		expired = fired
 	}
 	for {
 		// Take the waiter before looking, so a Signal between the look and the

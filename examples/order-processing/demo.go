@@ -69,13 +69,13 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.svc = &services{db: store.DB(), out: d.out, delay: stepDelay}
-	client, err := newEngine(store, "demo", d.svc, io.Discard) // starts and signals; never runs workflows
+	client, orders, err := newEngine(store, "demo", d.svc, io.Discard) // starts and signals; never runs workflows
 	if err != nil {
 		return err
 	}
 	d.say("%d orders on %s; node-1 starts as a separate process", len(d.orders), store.Dialect())
 	for _, o := range d.orders {
-		if _, err := client.Start(ctx, "order", "v1", o, engine.WithExecutionID(o.ID)); err != nil {
+		if _, err := orders.Start(ctx, client, o, engine.WithExecutionID(o.ID)); err != nil {
 			return err
 		}
 	}
@@ -103,7 +103,7 @@ func (d *demo) run(ctx context.Context) error {
 	d.report(ctx, "in flight at the kill")
 
 	d.say("node-2 starts; it will take over once node-1's heartbeats are %s old", staleThreshold)
-	node2, err := newEngine(store, "node-2", d.svc, d.out)
+	node2, _, err := newEngine(store, "node-2", d.svc, d.out)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (d *demo) run(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- node2.Run(runCtx) }()
 	for _, o := range d.orders {
-		if _, err := client.Await(ctx, o.ID); err != nil {
+		if _, err := orders.Handle(client, o.ID).Result(ctx); err != nil && !errors.As(err, new(*engine.WorkflowError)) {
 			stopNode2()
 			return err
 		}

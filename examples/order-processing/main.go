@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/plexspaces/workflow/engine"
-	"github.com/plexspaces/workflow/models"
 	"github.com/plexspaces/workflow/repository"
 )
 
@@ -43,8 +42,6 @@ const (
 	envDSN  = "ORDER_DEMO_DSN"
 )
 
-var orderDefinition = models.WorkflowDefinition{ID: "order", Version: "v1", Name: "Order processing"}
-
 func main() {
 	if node := os.Getenv(envNode); node != "" {
 		os.Exit(runNode(node, os.Getenv(envDSN), &lockedWriter{w: os.Stdout}))
@@ -53,12 +50,13 @@ func main() {
 }
 
 // newEngine is a node's engine, with the demo's fast settings.
-func newEngine(store repository.WorkflowStorage, node string, svc *services, log io.Writer) (*engine.Engine, error) {
+func newEngine(store repository.WorkflowStorage, node string, svc *services, log io.Writer) (*engine.Engine, *engine.Workflow[Order, Outcome], error) {
 	e := engine.New(store, engine.Config{
 		NodeID: node, HeartbeatInterval: heartbeatInterval, StaleThreshold: staleThreshold, PollInterval: pollInterval,
 		Logger: timelineLogger(log, node),
 	})
-	return e, e.Register(orderDefinition, orderWorkflow(svc, approvalTimeout))
+	orders := orderWorkflow(svc, approvalTimeout)
+	return e, orders, e.Register(orders)
 }
 
 // runNode is a node process: it runs the engine until it is killed (or, at the
@@ -73,7 +71,7 @@ func runNode(node, dsn string, out io.Writer) int {
 	}
 	defer store.Close()
 	svc := &services{db: store.DB(), out: out, delay: stepDelay}
-	e, err := newEngine(store, node, svc, out)
+	e, _, err := newEngine(store, node, svc, out)
 	if err != nil {
 		fmt.Fprintln(out, node, err)
 		return 1

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -52,12 +51,8 @@ const approvalThresholdCents = 50_000
 // orderWorkflow processes one order. Every call to the outside world is a
 // step and takes an idempotency key (execution id + step id), so a step that
 // runs again after a crash does not charge, reserve or ship twice.
-func orderWorkflow(svc *services, approvalTimeout time.Duration) engine.WorkflowFunc {
-	return func(ctx *engine.Context, input json.RawMessage) (any, error) {
-		var o Order
-		if err := json.Unmarshal(input, &o); err != nil {
-			return nil, fmt.Errorf("decoding order: %w", err)
-		}
+func orderWorkflow(svc *services, approvalTimeout time.Duration) *engine.Workflow[Order, Outcome] {
+	return engine.Define("order", "v1", func(ctx *engine.Context, o Order) (Outcome, error) {
 		key := func(step string) string { return ctx.ExecutionID() + "/" + step }
 		step := func(name string, fn func(context.Context) (string, error)) (string, error) {
 			return engine.Step(ctx, name, func(c context.Context) (string, error) {
@@ -74,18 +69,18 @@ func orderWorkflow(svc *services, approvalTimeout time.Duration) engine.Workflow
 			return validate(o)
 		})
 		if err != nil {
-			return nil, err
+			return Outcome{}, err
 		}
 		out := Outcome{TotalCents: total}
 		if out.Reservation, err = step("reserve-inventory", func(c context.Context) (string, error) {
 			return svc.reserve(c, key("reserve-inventory"), o, ctx.NodeID())
 		}); err != nil {
-			return nil, err
+			return Outcome{}, err
 		}
 		if out.Payment, err = step("charge-payment", func(c context.Context) (string, error) {
 			return svc.charge(c, key("charge-payment"), o.ID, total, ctx.NodeID())
 		}); err != nil {
-			return nil, err
+			return Outcome{}, err
 		}
 
 		if total > approvalThresholdCents {
@@ -95,18 +90,18 @@ func orderWorkflow(svc *services, approvalTimeout time.Duration) engine.Workflow
 				if _, err := step("refund-payment", func(c context.Context) (string, error) {
 					return svc.refund(c, out.Payment)
 				}); err != nil {
-					return nil, err
+					return Outcome{}, err
 				}
 				if _, err := step("release-inventory", func(c context.Context) (string, error) {
 					return svc.release(c, out.Reservation)
 				}); err != nil {
-					return nil, err
+					return Outcome{}, err
 				}
 				out.Status, out.Reason = "cancelled", "no approval within "+approvalTimeout.String()
 				return out, nil
 			}
 			if err != nil {
-				return nil, err
+				return Outcome{}, err
 			}
 			out.ApprovedBy = approval.ApprovedBy
 			svc.timeline(ctx.NodeID(), o.ID, "approved by "+approval.ApprovedBy)
@@ -115,16 +110,16 @@ func orderWorkflow(svc *services, approvalTimeout time.Duration) engine.Workflow
 		if out.Shipment, err = step("ship-order", func(c context.Context) (string, error) {
 			return svc.ship(c, key("ship-order"), o.ID, ctx.NodeID())
 		}); err != nil {
-			return nil, err
+			return Outcome{}, err
 		}
 		if _, err := step("send-confirmation", func(c context.Context) (string, error) {
 			return svc.email(c, key("send-confirmation"), o.Customer.Email, fmt.Sprintf("Order %s is on its way", o.ID), ctx.NodeID())
 		}); err != nil {
-			return nil, err
+			return Outcome{}, err
 		}
 		out.Status = "shipped"
 		return out, nil
-	}
+	}, engine.WithName("Order processing"))
 }
 
 // validate checks the order and returns its total.

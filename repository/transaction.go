@@ -1,0 +1,42 @@
+package repository
+
+import (
+	"fmt"
+
+	"gorm.io/gorm"
+
+	"github.com/plexspaces/workflow/plugins/optimisticlock"
+)
+
+// InTransaction returns a Storage whose every operation runs in tx, the
+// caller's open transaction (from db.Transaction or db.Begin), so that
+// workflow rows commit or roll back with the app's own. It runs no
+// migrations and opens nothing; use it only while tx is open.
+func InTransaction(tx *gorm.DB) (*Storage, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("nil transaction: %w", ErrInvalidArgument)
+	}
+	d, err := dialectFor(tx)
+	if err != nil {
+		return nil, err
+	}
+	if _, registered := tx.Config.Plugins[optimisticlock.Name]; !registered {
+		if err := tx.Use(optimisticlock.New()); err != nil {
+			return nil, fmt.Errorf("registering optimisticlock: %w", err)
+		}
+	}
+	session := tx.Session(&gorm.Session{NowFunc: utcNow, SkipDefaultTransaction: true, QueryFields: true})
+	return &Storage{db: session, dialect: d}, nil
+}
+
+// dialectFor picks the dialect of db's GORM dialector.
+func dialectFor(db *gorm.DB) (dialect, error) {
+	switch name := db.Dialector.Name(); name {
+	case "postgres":
+		return postgresDialect{}, nil
+	case "sqlite":
+		return sqliteDialect{clock: utcNow}, nil
+	default:
+		return nil, fmt.Errorf("unsupported GORM dialect %q (want postgres or sqlite): %w", name, ErrInvalidArgument)
+	}
+}

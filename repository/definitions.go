@@ -32,6 +32,7 @@ func (s *Storage) SaveDefinition(ctx context.Context, def *models.WorkflowDefini
 	if err != nil {
 		return fmt.Errorf("saving definition %s@%s: %w", def.ID, def.Version, err)
 	}
+	s.dialect.scanned(&saved)
 	*def = saved
 	return nil
 }
@@ -78,6 +79,7 @@ func (s *Storage) GetDefinition(ctx context.Context, id, version string) (*model
 	if len(defs) == 0 {
 		return nil, fmt.Errorf("getting definition %s@%s: %w", id, version, ErrNotFound)
 	}
+	s.dialect.scanned(&defs)
 	return &defs[0], nil
 }
 
@@ -101,6 +103,7 @@ func (s *Storage) ListDefinitions(ctx context.Context, namePrefix string) ([]mod
 	if err != nil {
 		return nil, fmt.Errorf("listing definitions with prefix %q: %w", namePrefix, err)
 	}
+	s.dialect.scanned(&defs)
 	return defs, nil
 }
 

@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -40,6 +41,13 @@ type dialect interface {
 	// same statement or transaction may overcome when run again (SQLite's
 	// busy and locked errors).
 	isContention(err error) bool
+	// settingWarnings reads the connection's settings and says which of them
+	// will hurt, for New to log: the library works without them, slower or
+	// with more retries.
+	settingWarnings(ctx context.Context, db *gorm.DB) ([]string, error)
+	// scanned fixes up rows read into dest (a pointer to a model or to a
+	// slice of models) so that every driver returns the same values.
+	scanned(dest any)
 }
 
 // utcNow is the clock of every time the repository writes from Go: UTC,

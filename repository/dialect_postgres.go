@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -76,6 +77,43 @@ func (d postgresDialect) isForeignKeyViolation(err error) bool {
 // failing, and the library's statements run at READ COMMITTED, where
 // serialization failures do not occur.
 func (postgresDialect) isContention(error) bool { return false }
+
+// settingWarnings has nothing to say: PostgreSQL needs no per-connection
+// setting of the library's.
+func (postgresDialect) settingWarnings(context.Context, *gorm.DB) ([]string, error) { return nil, nil }
+
+// scanned makes the times in dest (a pointer to a model or a slice of models)
+// UTC. A *gorm.DB the app opened scans TIMESTAMPTZ in the process's local
+// zone (scanTimesInUTC is only on connections the repository opens), and
+// callers compare the times they get with the times they stored.
+func (postgresDialect) scanned(dest any) { utcTimes(reflect.ValueOf(dest)) }
+
+var timeType = reflect.TypeFor[time.Time]()
+
+func utcTimes(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			utcTimes(v.Elem())
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			utcTimes(v.Index(i))
+		}
+	case reflect.Struct:
+		if v.Type() == timeType {
+			if t := v.Interface().(time.Time); t.Location() != time.UTC && v.CanSet() {
+				v.Set(reflect.ValueOf(t.UTC()))
+			}
+			return
+		}
+		for i := range v.NumField() {
+			if f := v.Field(i); f.CanSet() {
+				utcTimes(f)
+			}
+		}
+	}
+}
 
 // scanTimesInUTC makes a connection return TIMESTAMPTZ values in UTC, as
 // SQLite does, instead of in the process's local zone.

@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -40,6 +41,10 @@ func (sqliteDialect) claimLock() string { return "" }
 func (sqliteDialect) shareLock() string { return "" }
 
 func (sqliteDialect) writableCTE() bool { return false }
+
+// scanned has nothing to do: both SQLite drivers scan the stored UTC text as
+// UTC.
+func (sqliteDialect) scanned(any) {}
 
 // Result codes, https://sqlite.org/rescode.html. A primary code is the low
 // byte of an extended one.
@@ -169,6 +174,36 @@ func (sqliteDialect) isContention(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "database is locked") || strings.Contains(msg, "database table is locked") ||
 		strings.Contains(msg, "SQLITE_BUSY")
+}
+
+// settingWarnings warns of a file database without WAL: every writer then
+// blocks every reader, and concurrent nodes meet "database is locked" far
+// more often (the library retries, at a cost). In-memory databases have no
+// WAL and need none.
+func (sqliteDialect) settingWarnings(ctx context.Context, db *gorm.DB) ([]string, error) {
+	var mode string
+	if err := db.WithContext(ctx).Raw("PRAGMA journal_mode").Scan(&mode).Error; err != nil {
+		return nil, err
+	}
+	if strings.EqualFold(mode, "wal") || strings.EqualFold(mode, "memory") {
+		return nil, nil
+	}
+	var files []struct {
+		Name string `gorm:"column:name"`
+		File string `gorm:"column:file"`
+	}
+	if err := db.WithContext(ctx).Raw("PRAGMA database_list").Scan(&files).Error; err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if f.Name == "main" && f.File != "" {
+			return []string{fmt.Sprintf("workflow storage: SQLite database %s runs with journal_mode=%s, not WAL: "+
+				"concurrent writers and readers will block each other; open it with journal_mode=WAL "+
+				"(e.g. \"_journal_mode=WAL\" for gorm.io/driver/sqlite, \"_pragma=journal_mode(WAL)\" for github.com/glebarez/sqlite)",
+				f.File, mode)}, nil
+		}
+	}
+	return nil, nil
 }
 
 // sqlitePragmas make a file database take concurrent writers from many

@@ -18,6 +18,10 @@ import (
 // newID returns a UUIDv7: unique, and sorting by creation time as text.
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
+// NewID returns a new execution id as CreateExecution generates them, for
+// callers that need the id before the execution is stored.
+func NewID() string { return newID() }
+
 // InsertExecutionSQL is the statement CreateExecution runs (GORM rewrites ? to
 // $n on PostgreSQL). The clock arguments are now() on PostgreSQL and bound
 // times on SQLite; the last two arguments are the definition id and version
@@ -137,6 +141,7 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 	if len(in.Labels) > 0 {
 		exec.Labels = maps.Clone(in.Labels)
 	}
+	s.dialect.scanned(&exec)
 	return &exec, nil
 }
 
@@ -176,6 +181,7 @@ func (s *Storage) GetExecution(ctx context.Context, executionID string) (*models
 	if err := s.fillLabels(ctx, execs); err != nil {
 		return nil, err
 	}
+	s.dialect.scanned(&execs)
 	return &execs[0], nil
 }
 
@@ -369,6 +375,7 @@ func (s *Storage) ListStaleExecutions(ctx context.Context, threshold time.Durati
 	if err != nil {
 		return nil, fmt.Errorf("listing executions stale for %s: %w", threshold, err)
 	}
+	s.dialect.scanned(&out)
 	return out, nil
 }
 
@@ -395,6 +402,7 @@ func (s *Storage) ListExecutionsByStatus(ctx context.Context, statuses []models.
 	if err != nil {
 		return nil, fmt.Errorf("listing executions by status: %w", err)
 	}
+	s.dialect.scanned(&out)
 	return out, nil
 }
 
@@ -429,6 +437,7 @@ func (s *Storage) ListExecutions(ctx context.Context, f ExecutionFilter) ([]mode
 	if err := s.fillLabels(ctx, out); err != nil {
 		return nil, err
 	}
+	s.dialect.scanned(&out)
 	return out, nil
 }
 

@@ -12,12 +12,14 @@ import (
 	"github.com/plexspaces/workflow/testutil"
 )
 
-// forEachDialect runs a parallel subtest per dialect with a fresh storage and a
+// forEachDialect runs a parallel subtest per driver (testutil.Drivers: the
+// storages the repository opens, an app's PostgreSQL *sql.DB and, registered
+// in drivers_test.go, gorm.io/driver/sqlite) with a fresh storage and a
 // definition "order"@"v1" to create executions of.
 func forEachDialect(t *testing.T, fn func(t *testing.T, s *repository.Storage)) {
 	t.Helper()
 	t.Parallel()
-	testutil.ForEachDialect(t, func(t *testing.T, s *repository.Storage) {
+	testutil.ForEachDriver(t, func(t *testing.T, s *repository.Storage) {
 		seedDefinition(t, s, "order", "v1")
 		fn(t, s)
 	})

@@ -74,6 +74,7 @@ func openSQLite(ctx context.Context, dsn string, memory bool, opts []Option) (*S
 	if err != nil {
 		return nil, err
 	}
+	cfg.inMemory = memory
 	db, err := gorm.Open(sqlite.Open(dsn), gormConfig())
 	if err != nil {
 		return nil, fmt.Errorf("opening SQLite: %w", err)

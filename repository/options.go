@@ -16,6 +16,9 @@ type config struct {
 	migrate      bool
 	maxOpenConns int
 	logger       *slog.Logger
+	// inMemory: the repository opened an in-memory database itself, which
+	// needs none of a file's settings.
+	inMemory bool
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -41,9 +44,10 @@ func WithMaxOpenConns(n int) Option {
 	return func(c *config) { c.maxOpenConns = n }
 }
 
-// WithLogger sends GORM's warnings (slow queries, errors) to l. By default a
-// storage the repository opens logs nothing, and one given to New keeps the
-// app's logger.
+// WithLogger sends GORM's warnings (slow queries, errors) to l, and the
+// warnings of New about the database's settings (a SQLite file without WAL).
+// By default a storage the repository opens logs nothing, and one given to
+// New keeps the app's logger and warns through it.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
 }

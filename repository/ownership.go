@@ -198,6 +198,7 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 	if err != nil {
 		return nil, fmt.Errorf("claiming executions for %s: %w", p.NodeID, err)
 	}
+	s.dialect.scanned(&claimed)
 	return claimed, nil
 }
 
@@ -276,6 +277,7 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 	case err != nil:
 		return nil, fmt.Errorf("starting step %s of execution %s on %s: %w", p.StepID, p.ExecutionID, p.NodeID, err)
 	}
+	s.dialect.scanned(&steps)
 	return &steps[0], nil
 }
 
@@ -390,6 +392,7 @@ func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*mo
 	if !received {
 		return nil, false, nil
 	}
+	s.dialect.scanned(&step)
 	return &step, true, nil
 }
 

@@ -113,6 +113,7 @@ func (s *Storage) CheckSignal(ctx context.Context, executionID, name string) (mo
 	if len(sigs) == 0 {
 		return models.Signal{}, false, nil
 	}
+	s.dialect.scanned(&sigs)
 	return sigs[0], true, nil
 }
 
@@ -131,5 +132,6 @@ func (s *Storage) ConsumeSignal(ctx context.Context, executionID, name string) (
 	if len(sigs) == 0 {
 		return models.Signal{}, false, nil
 	}
+	s.dialect.scanned(&sigs)
 	return sigs[0], true, nil
 }

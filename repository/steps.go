@@ -51,6 +51,7 @@ func (s *Storage) CreateStepExecution(ctx context.Context, executionID, stepID s
 	case err != nil:
 		return nil, fmt.Errorf("starting step %s of execution %s: %w", stepID, executionID, err)
 	}
+	s.dialect.scanned(&steps)
 	return &steps[0], nil
 }
 
@@ -89,6 +90,7 @@ func (s *Storage) GetStepExecution(ctx context.Context, stepExecutionID string) 
 	if len(steps) == 0 {
 		return nil, fmt.Errorf("getting step execution %s: %w", stepExecutionID, ErrNotFound)
 	}
+	s.dialect.scanned(&steps)
 	return &steps[0], nil
 }
 
@@ -105,5 +107,6 @@ func (s *Storage) GetStepExecutionHistory(ctx context.Context, executionID strin
 	if err != nil {
 		return nil, fmt.Errorf("getting step history of execution %s: %w", executionID, err)
 	}
+	s.dialect.scanned(&steps)
 	return steps, nil
 }

@@ -73,12 +73,28 @@ func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) 
 			IgnoreRecordNotFoundError: true,
 		})
 	}
+	s := &Storage{db: session, dialect: d}
+	if !cfg.inMemory {
+		warnings, err := d.settingWarnings(ctx, session)
+		if err != nil {
+			return nil, fmt.Errorf("reading database settings: %w", err)
+		}
+		for _, w := range warnings {
+			if cfg.logger != nil {
+				cfg.logger.WarnContext(ctx, w)
+			} else {
+				session.Logger.Warn(ctx, "%s", w)
+			}
+		}
+	}
 	if cfg.migrate {
-		if err := migrations.Migrate(ctx, session); err != nil {
+		// One transaction: on SQLite, a run that lost to another node's
+		// migration is busy and runs again.
+		if err := s.run(ctx, func(db *gorm.DB) error { return migrations.Migrate(ctx, db) }); err != nil {
 			return nil, err
 		}
 	}
-	return &Storage{db: session, dialect: d}, nil
+	return s, nil
 }
 
 // DB returns the storage's *gorm.DB, for queries of the app's own; inside

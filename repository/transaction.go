@@ -29,14 +29,5 @@ func InTransaction(tx *gorm.DB) (*Storage, error) {
 	return &Storage{db: session, dialect: d}, nil
 }
 
-// dialectFor picks the dialect of db's GORM dialector.
-func dialectFor(db *gorm.DB) (dialect, error) {
-	switch name := db.Dialector.Name(); name {
-	case "postgres":
-		return postgresDialect{}, nil
-	case "sqlite":
-		return sqliteDialect{clock: utcNow}, nil
-	default:
-		return nil, fmt.Errorf("unsupported GORM dialect %q (want postgres or sqlite): %w", name, ErrInvalidArgument)
-	}
-}
+// dialectFor picks the dialect of db's GORM dialector (see newDialect).
+func dialectFor(db *gorm.DB) (dialect, error) { return newDialect(db) }

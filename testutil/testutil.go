@@ -1,6 +1,7 @@
 // Package testutil gives tests real and mocked workflow storage: a fresh
-// SQLite database or PostgreSQL schema per test, a GORM DB on sqlmock, and
-// ForEachDialect to run one test body on every dialect.
+// SQLite database or PostgreSQL schema per test, a GORM DB on sqlmock,
+// ForEachDialect to run one test body on every dialect, and ForEachDriver to
+// run it on every driver an app may open its *gorm.DB with.
 //
 // It is for tests only, of this module and of apps that use it; its API may
 // change between minor versions. PostgreSQL storages need
@@ -15,9 +16,14 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"slices"
+	"sync"
 	"testing"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, for schema setup
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
 
 	"github.com/plexspaces/workflow/repository"
 )
@@ -126,6 +132,98 @@ func ForEachDialect(t *testing.T, fn func(t *testing.T, s *repository.Storage)) 
 	for _, d := range []string{SQLite, Postgres} {
 		t.Run(d, func(t *testing.T) {
 			fn(t, NewStorage(t, d))
+		})
+	}
+}
+
+// PostgresConn names the driver of NewPostgresConnDB: PostgreSQL through an
+// app's own *sql.DB.
+const PostgresConn = "postgres-conn"
+
+// NewPostgresConnDB returns a *gorm.DB on PostgreSQL the way an app may open
+// one: gorm.io/driver/postgres on an *sql.DB of its own (pgx's database/sql
+// driver, none of the repository's connection settings), in a schema of the
+// test's own. It skips as NewPostgresStorage does.
+func NewPostgresConnDB(t testing.TB) *gorm.DB {
+	t.Helper()
+	sqlDB, err := sql.Open("pgx", PostgresSchemaDSN(t))
+	if err != nil {
+		t.Fatalf("opening PostgreSQL: %v", err)
+	}
+	sqlDB.SetMaxOpenConns(4)
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatalf("opening GORM on PostgreSQL: %v", err)
+	}
+	return db
+}
+
+// DriverOpener opens a fresh, empty database for one test, as an app opens
+// its *gorm.DB, and closes it at the test's cleanup.
+type DriverOpener func(t testing.TB) *gorm.DB
+
+var (
+	driversMu sync.Mutex
+	drivers   = map[string]DriverOpener{PostgresConn: NewPostgresConnDB}
+)
+
+// RegisterDriver adds a driver to those ForEachDriver runs, under name. It is
+// how a test binary adds a driver this package must not import, such as the
+// cgo SQLite driver gorm.io/driver/sqlite: call it from an init function of a
+// _test.go file. Registering a name twice panics.
+func RegisterDriver(name string, open DriverOpener) {
+	driversMu.Lock()
+	defer driversMu.Unlock()
+	if _, dup := drivers[name]; dup || name == SQLite || name == Postgres {
+		panic("testutil: driver " + name + " registered twice")
+	}
+	drivers[name] = open
+}
+
+// Drivers returns the names ForEachDriver runs: SQLite and Postgres (the
+// storages the repository opens itself), then PostgresConn and every
+// registered driver, sorted.
+func Drivers() []string {
+	driversMu.Lock()
+	defer driversMu.Unlock()
+	names := make([]string, 0, len(drivers))
+	for name := range drivers {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return append([]string{SQLite, Postgres}, names...)
+}
+
+// NewDriverStorage returns a fresh, migrated storage on the named driver (one
+// of Drivers): SQLite and Postgres as NewStorage opens them, any other by
+// repository.New on the *gorm.DB its opener returns.
+func NewDriverStorage(t testing.TB, name string, opts ...repository.Option) *repository.Storage {
+	t.Helper()
+	if name == SQLite || name == Postgres {
+		return NewStorage(t, name, opts...)
+	}
+	driversMu.Lock()
+	open := drivers[name]
+	driversMu.Unlock()
+	if open == nil {
+		t.Fatalf("unknown driver %q", name)
+	}
+	s, err := repository.New(context.Background(), open(t), opts...)
+	if err != nil {
+		t.Fatalf("wrapping %s database: %v", name, err)
+	}
+	return s
+}
+
+// ForEachDriver runs fn as a subtest per driver of Drivers, each with a fresh
+// storage: the repository's guarantees and errors must not depend on how the
+// app opened its database.
+func ForEachDriver(t *testing.T, fn func(t *testing.T, s *repository.Storage)) {
+	t.Helper()
+	for _, name := range Drivers() {
+		t.Run(name, func(t *testing.T) {
+			fn(t, NewDriverStorage(t, name))
 		})
 	}
 }

@@ -578,15 +578,9 @@ func (e *Engine) Await(ctx context.Context, executionID string) (*models.Workflo
 // an execution that has ended returns ErrExecutionEnded, and one to an unknown
 // id ErrNotFound: nobody would ever receive it.
 func (e *Engine) Signal(ctx context.Context, executionID, name string, payload any) error {
-	cur, err := e.store.GetExecution(ctx, executionID)
-	if err != nil {
-		return fmt.Errorf("signalling execution %s: %w", executionID, err)
-	}
-	if cur.Status.Terminal() {
-		return fmt.Errorf("signalling execution %s, which is %s: %w", executionID, cur.Status, ErrExecutionEnded)
-	}
+	// The insert itself checks that the execution exists and is live.
 	if err := e.store.SendSignal(ctx, executionID, name, payload); err != nil {
-		return err
+		return fmt.Errorf("signalling execution %s: %w", executionID, err)
 	}
 	e.notifySignal(executionID)
 	return nil

@@ -21,8 +21,9 @@ var (
 	// ErrDuplicateStep: a step id was used twice in one execution.
 	ErrDuplicateStep = errors.New("engine: duplicate step id")
 	// ErrExecutionEnded: the execution has ended (COMPLETED, FAILED, CANCELLED
-	// or TIMED_OUT), so a signal to it would never be received.
-	ErrExecutionEnded = errors.New("engine: execution has ended")
+	// or TIMED_OUT), so a signal to it would never be received
+	// (repository.ErrExecutionEnded).
+	ErrExecutionEnded = repository.ErrExecutionEnded
 	// ErrNotFound: no execution has the given id (repository.ErrNotFound).
 	ErrNotFound = repository.ErrNotFound
 	// ErrTimedOut: the execution's timeout (WithTimeout) passed, and it ended

@@ -16,6 +16,7 @@ func TestReadmeSamplesAreTheExamples(t *testing.T) {
 	require.NoError(t, err)
 	for heading, example := range map[string]string{
 		"## Quick start":            "example_test.go",
+		"## In your GORM app":       "example_gorm_test.go",
 		"## The storage on its own": "../repository/example_test.go",
 	} {
 		code, err := os.ReadFile(example)

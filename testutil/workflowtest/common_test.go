@@ -21,10 +21,15 @@ func runTest(body func(t testing.TB)) {
 type standInT struct {
 	testing.TB // nil: any other method panics
 
+	quiet bool // do not print failures
+
 	mu       sync.Mutex
 	cleanups []func()
 	failures []string
 }
+
+// fatal is what Fatalf panics with.
+type fatal struct{ msg string }
 
 func (t *standInT) Helper() {}
 
@@ -39,12 +44,34 @@ func (t *standInT) Errorf(format string, args ...any) {
 	defer t.mu.Unlock()
 	msg := fmt.Sprintf(format, args...)
 	t.failures = append(t.failures, msg)
-	fmt.Println("FAIL:", msg)
+	if !t.quiet {
+		fmt.Println("FAIL:", msg)
+	}
 }
 
 func (t *standInT) Fatalf(format string, args ...any) {
 	t.Errorf(format, args...)
-	panic(fmt.Sprintf(format, args...))
+	panic(fatal{fmt.Sprintf(format, args...)})
+}
+
+// failuresOf runs body as runTest does, quietly, and returns the failures it
+// reported; a Fatalf ends body as it ends a test.
+func failuresOf(body func(t testing.TB)) []string {
+	t := &standInT{quiet: true}
+	func() {
+		defer t.cleanup()
+		defer func() {
+			if r := recover(); r != nil {
+				if _, ok := r.(fatal); !ok {
+					panic(r)
+				}
+			}
+		}()
+		body(t)
+	}()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.failures
 }
 
 // cleanup runs the cleanups, last registered first.

@@ -18,7 +18,8 @@
 //     with [RunWithRestart], which stops the engine right after a given step
 //     and resumes the execution on a fresh one.
 //
-// A test of a reminder that sleeps a day before its step "send":
+// A test of a reminder that sleeps a day before its step "send" (as in
+// ExampleTester_Advance):
 //
 //	func TestReminder(t *testing.T) {
 //		tt := workflowtest.New(t, reminder)
@@ -32,7 +33,9 @@
 //
 // The Examples show each capability. Only workflow waits follow the fake
 // clock; the engine's heartbeats and polling keep real time, and the clock
-// starts at the current time, as the database's timestamps do.
+// starts at the current time, as the database's timestamps do. A workflow's
+// WithTimeout counts from its started_at, which the database sets a moment
+// after the clock started: advance a little past the timeout to end it.
 //
 // The package is for tests only; its API may change between minor versions.
 package workflowtest

@@ -135,3 +135,28 @@ func ExampleRunWithRestart() {
 	// ship ran 1 time(s)
 	// finished on workflowtest-2
 }
+
+// BlockUntil waits until several workflows wait on the clock, so that one
+// Advance wakes them all.
+func ExampleClock_BlockUntil() {
+	runTest(func(t testing.TB) {
+		tt := workflowtest.New(t, reminder)
+		var handles []*engine.Handle[string]
+		for _, name := range []string{"ada", "grace", "linus"} {
+			handles = append(handles, workflowtest.Start(tt, reminder, name))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), workflowtest.MaxWait)
+		defer cancel()
+		if err := tt.Clock().BlockUntil(ctx, len(handles)); err != nil {
+			t.Fatalf("the reminders did not all sleep: %v", err)
+		}
+		tt.Clock().Advance(24 * time.Hour)
+		for _, h := range handles {
+			fmt.Println(workflowtest.Result(tt, h))
+		}
+	})
+	// Output:
+	// reminded ada <nil>
+	// reminded grace <nil>
+	// reminded linus <nil>
+}

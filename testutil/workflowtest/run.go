@@ -43,7 +43,9 @@ func Run[In, Out any](tt *Tester, w *engine.Workflow[In, Out], in In, opts ...en
 // execution of the tester is stopped and resumed alike. StepRuns then shows
 // that the steps completed before the stop did not run again. The test fails
 // if the execution ends before afterStep completes. Only one RunWithRestart
-// may run at a time.
+// may run at a time. The test's goroutine waits inside it, so a workflow that
+// waits for the clock or a signal gets them from another goroutine, with
+// Clock().BlockUntil and Clock().Advance or Engine().Signal.
 func RunWithRestart[In, Out any](tt *Tester, w *engine.Workflow[In, Out], in In, afterStep string, opts ...engine.StartOption) (Out, error) {
 	tt.t.Helper()
 	// The execution id must be known before Start returns: the step may

@@ -42,10 +42,10 @@ type StepInfo struct {
 // use it to stub steps and count their runs.
 type StepInterceptor func(ctx context.Context, step StepInfo, next func(context.Context) (any, error)) (any, error)
 
-// withDeadline ends ctx with cause once the clock reaches at.
-func withDeadline(ctx context.Context, clock Clock, at time.Time, cause error) (context.Context, context.CancelFunc) {
+// withTimeout ends ctx with cause once d has passed on clock.
+func withTimeout(ctx context.Context, clock Clock, d time.Duration, cause error) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	fired, stopTimer := clock.NewTimer(at.Sub(clock.Now()))
+	fired, stopTimer := clock.NewTimer(d)
 	go func() {
 		select {
 		case <-fired:

@@ -83,7 +83,10 @@ func (x *execution) run() (retry bool) {
 	}
 	if reg.timeout > 0 {
 		var stopTimer context.CancelFunc
-		x.ctx, stopTimer = withDeadline(x.ctx, e.cfg.Clock, x.exec.StartedAt.Add(reg.timeout), ErrTimedOut)
+		// started_at is the database's time: what is left is measured on the
+		// wall clock, and only waited out on the engine's Clock.
+		left := time.Until(x.exec.StartedAt.Add(reg.timeout))
+		x.ctx, stopTimer = withTimeout(x.ctx, e.cfg.Clock, left, ErrTimedOut)
 		defer stopTimer()
 	}
 	wctx := newContext(x, history)

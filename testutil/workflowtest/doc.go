@@ -34,8 +34,7 @@
 // The Examples show each capability. Only workflow waits follow the fake
 // clock; the engine's heartbeats and polling keep real time, and the clock
 // starts at the current time, as the database's timestamps do. A workflow's
-// WithTimeout counts from its started_at, which the database sets a moment
-// after the clock started: advance a little past the timeout to end it.
+// WithTimeout ends it once the test has advanced the clock by the timeout.
 //
 // The package is for tests only; its API may change between minor versions.
 package workflowtest

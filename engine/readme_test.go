@@ -15,12 +15,17 @@ func TestReadmeSamplesAreTheExamples(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	require.NoError(t, err)
 	for heading, example := range map[string]string{
-		"## Quick start":            "example_test.go",
-		"## In your GORM app":       "example_gorm_test.go",
-		"## The storage on its own": "../repository/example_test.go",
+		"## Quick start":             "example_test.go",
+		"## In your GORM app":        "example_gorm_test.go",
+		"### Testing your workflows": "../testutil/workflowtest/readme_test.go ../testutil/workflowtest/example_test.go",
+		"## The storage on its own":  "../repository/example_test.go",
 	} {
-		code, err := os.ReadFile(example)
-		require.NoError(t, err)
+		var code []byte
+		for _, file := range strings.Fields(example) { // a sample may span files
+			part, err := os.ReadFile(file)
+			require.NoError(t, err)
+			code = append(code, part...)
+		}
 		_, section, ok := strings.Cut(string(readme), heading)
 		require.True(t, ok, "the README has %q", heading)
 		_, block, ok := strings.Cut(section, "```go\n")

@@ -346,6 +346,12 @@ func (s *Storage) FinishStep(ctx context.Context, p FinishStepParams) error {
 	return nil
 }
 
+// receiveSignalSQL pops the oldest signal, as consumeSignalSQL does, only
+// while the node owns the live execution.
+const receiveSignalSQL = `DELETE FROM signals WHERE seq = (SELECT seq FROM signals ` +
+	`WHERE execution_id = ? AND signal_name = ? ORDER BY seq LIMIT 1%s) ` +
+	`AND EXISTS (SELECT 1 FROM workflow_executions WHERE ` + ownedLive + `)` + returningSignal
+
 // ReceiveSignal implements OwnerRepository.
 func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*models.StepExecution, bool, error) {
 	if err := checkSignal(p.ExecutionID, p.SignalName); err != nil {
@@ -362,18 +368,22 @@ func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*mo
 	err := s.run(ctx, func(db *gorm.DB) error {
 		return db.Transaction(func(tx *gorm.DB) error {
 			received = false
-			var owned int64
-			if err := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).Count(&owned).Error; err != nil {
-				return err
-			}
-			if owned == 0 {
-				return ErrConcurrentUpdate
-			}
+			// The write comes first: on SQLite a deferred transaction that
+			// read first could not upgrade to a write beside another writer
+			// ("database is locked", without waiting for the busy timeout).
 			var sigs []models.Signal
-			if err := tx.Raw(fmt.Sprintf(consumeSignalSQL, s.dialect.claimLock()), p.ExecutionID, p.SignalName).Scan(&sigs).Error; err != nil {
+			if err := tx.Raw(fmt.Sprintf(receiveSignalSQL, s.dialect.claimLock()),
+				p.ExecutionID, p.SignalName, p.ExecutionID, p.NodeID).Scan(&sigs).Error; err != nil {
 				return err
 			}
 			if len(sigs) == 0 {
+				var owned int64
+				if err := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).Count(&owned).Error; err != nil {
+					return err
+				}
+				if owned == 0 {
+					return ErrConcurrentUpdate
+				}
 				return nil
 			}
 			received = true

@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // that failed so changed nothing, so the library runs its own again, a few
 // times, with jittered exponential backoff, within a bounded time.
 const (
-	retryAttempts  = 6
+	retryAttempts  = 8
 	retryBaseDelay = 10 * time.Millisecond
 	retryMaxDelay  = time.Second
 	// retryBudget bounds the time from the first attempt after which no new
@@ -45,7 +46,7 @@ func (s *Storage) run(ctx context.Context, op func(db *gorm.DB) error) error {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return err
+			return fmt.Errorf("%w (retries stopped: %w)", err, context.Cause(ctx))
 		case <-timer.C:
 		}
 		if err = op(s.query(ctx)); err == nil || !s.dialect.isContention(err) {

@@ -39,6 +39,24 @@ func TestExpectCreateAndGet(t *testing.T) {
 	_, err = s.CreateExecution(ctx, withLabels)
 	require.NoError(t, err)
 
+	def := &models.WorkflowDefinition{ID: "order", Version: "v1", Name: "order workflow"}
+	withDef := repository.NewExecution{ExecutionID: "e3", Definition: def, Labels: map[string]string{"a": "1"}}
+	testutil.ExpectCreateExecution(mock, withDef, stored("e3"))
+	_, err = s.CreateExecution(ctx, withDef)
+	require.NoError(t, err)
+
+	testutil.ExpectCreateExecutionRefused(mock, in, true)
+	_, err = s.CreateExecution(ctx, in)
+	require.ErrorIs(t, err, repository.ErrAlreadyExists)
+	missing := repository.NewExecution{ExecutionID: "e4", DefinitionID: "nope", DefinitionVersion: "v1"}
+	testutil.ExpectCreateExecutionRefused(mock, missing, false)
+	_, err = s.CreateExecution(ctx, missing)
+	require.ErrorIs(t, err, repository.ErrNotFound)
+	withDef.ExecutionID = "e1"
+	testutil.ExpectCreateExecutionRefused(mock, withDef, true)
+	_, err = s.CreateExecution(ctx, withDef)
+	require.ErrorIs(t, err, repository.ErrAlreadyExists)
+
 	e := stored("e1")
 	e.Labels = map[string]string{"tenant": "acme"}
 	testutil.ExpectGetExecution(mock, e)
@@ -94,6 +112,10 @@ func TestExpectStaleAndSignals(t *testing.T) {
 
 	testutil.ExpectSendSignal(mock, "e1", "approve", `{"ok":true}`)
 	require.NoError(t, s.SendSignal(ctx, "e1", "approve", map[string]bool{"ok": true}))
+	testutil.ExpectSignalRefused(mock, "e1", "approve", nil, models.ExecutionCompleted)
+	require.ErrorIs(t, s.SendSignal(ctx, "e1", "approve", nil), repository.ErrExecutionEnded)
+	testutil.ExpectSignalRefused(mock, "gone", "approve", nil, "")
+	require.ErrorIs(t, s.SendSignal(ctx, "gone", "approve", nil), repository.ErrNotFound)
 
 	sig := models.Signal{Seq: 7, SignalID: "s1", ExecutionID: "e1", Name: "approve", Payload: models.JSON(`{"ok":true}`), ReceivedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	testutil.ExpectConsumeSignal(mock, "e1", "approve", &sig)

@@ -65,8 +65,10 @@ type DefinitionRepository interface {
 
 // ExecutionRepository stores workflow executions, their ownership and health.
 type ExecutionRepository interface {
-	// CreateExecution stores a PENDING execution at version 1 with its labels, in
-	// one transaction, and returns it as stored.
+	// CreateExecution stores a PENDING execution at version 1 with its labels
+	// (and in.Definition if the database lacks it), in one transaction, and
+	// returns it as stored. An existing id is ErrAlreadyExists and a missing
+	// definition ErrNotFound, neither a failed statement in the app's log.
 	CreateExecution(ctx context.Context, in NewExecution) (*models.WorkflowExecution, error)
 	// GetExecution returns the execution with its labels.
 	GetExecution(ctx context.Context, executionID string) (*models.WorkflowExecution, error)
@@ -114,6 +116,8 @@ type StepRepository interface {
 // SignalRepository stores signals sent to executions, first in, first out per
 // (execution, name).
 type SignalRepository interface {
+	// SendSignal stores a signal for a live (PENDING or RUNNING) execution.
+	// An unknown execution is ErrNotFound, an ended one ErrExecutionEnded.
 	SendSignal(ctx context.Context, executionID, name string, payload any) error
 	// CheckSignal returns the oldest signal without consuming it.
 	CheckSignal(ctx context.Context, executionID, name string) (models.Signal, bool, error)

@@ -10,6 +10,15 @@
 // go through the optimisticlock plugin and fail with [ErrConcurrentUpdate];
 // an unknown id is [ErrNotFound]; bad input is [ErrInvalidArgument] before any
 // SQL runs. Whatever differs between the two databases lives in dialect_*.go.
+//
+// The guarantees and errors are the same on every GORM driver: gorm.io/driver/postgres
+// (also on an app's own *sql.DB), github.com/glebarez/sqlite and gorm.io/driver/sqlite,
+// with or without gorm.Config.TranslateError. They rest on the statements
+// themselves, not on connection settings an app's database may lack (SQLite's
+// foreign_keys, busy_timeout, WAL or IMMEDIATE transactions); on SQLite, a
+// statement or transaction of the library's own that fails because the
+// database is busy or locked runs again, a few times within a few seconds,
+// except inside a transaction the caller owns.
 package repository
 
 import (
@@ -41,7 +50,9 @@ type Storage struct {
 // optimisticlock.Version; the app's other models are untouched) and applies the
 // migrations unless WithoutMigrations is given.
 // The Storage works on a session of db: writes outside Transaction use no
-// implicit transaction, and times are UTC microseconds.
+// implicit transaction, and times are UTC microseconds. db may come from any
+// of the drivers the package doc names, opened as the app likes; New warns
+// (through WithLogger, else db's logger) when a SQLite file runs without WAL.
 func New(ctx context.Context, db *gorm.DB, opts ...Option) (*Storage, error) {
 	if db == nil {
 		return nil, fmt.Errorf("nil *gorm.DB: %w", ErrInvalidArgument)

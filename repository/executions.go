@@ -121,7 +121,7 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 	}
 	err = s.run(ctx, func(db *gorm.DB) error {
 		if def != nil || len(in.Labels) > 0 {
-			return db.Transaction(insert)
+			return s.atomically(db, insert)
 		}
 		return insert(db)
 	})

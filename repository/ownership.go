@@ -253,7 +253,7 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 	} else {
 		err = s.run(ctx, func(db *gorm.DB) error {
 			steps = nil
-			return db.Transaction(func(tx *gorm.DB) error {
+			return s.atomically(db, func(tx *gorm.DB) error {
 				if previous != nil {
 					res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
 					if res.Error != nil || res.RowsAffected == 0 {
@@ -366,7 +366,7 @@ func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*mo
 	var step models.StepExecution
 	received := false
 	err := s.run(ctx, func(db *gorm.DB) error {
-		return db.Transaction(func(tx *gorm.DB) error {
+		return s.atomically(db, func(tx *gorm.DB) error {
 			received = false
 			// The write comes first: on SQLite a deferred transaction that
 			// read first could not upgrade to a write beside another writer

@@ -63,3 +63,15 @@ func (s *Storage) inTransaction() bool {
 	_, ok := s.db.Statement.ConnPool.(gorm.TxCommitter)
 	return ok
 }
+
+// atomically runs fn in a transaction of the library's own, or, inside a
+// transaction the caller owns, directly in that one: the caller's commit or
+// rollback decides for all of it, and no savepoint (whose name GORM derives
+// from a memory address, which no sqlmock expectation can match) appears in
+// the SQL.
+func (s *Storage) atomically(db *gorm.DB, fn func(tx *gorm.DB) error) error {
+	if s.inTransaction() {
+		return fn(db)
+	}
+	return db.Transaction(fn)
+}

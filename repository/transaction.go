@@ -11,12 +11,17 @@ import (
 // InTransaction returns a Storage whose every operation runs in tx, the
 // caller's open transaction (from db.Transaction or db.Begin), so that
 // workflow rows commit or roll back with the app's own. It runs no
-// migrations and opens nothing; use it only while tx is open.
+// migrations, opens nothing and nests no transaction (no savepoint): a call
+// that fails may have written part of its rows, so roll tx back then. Use it
+// only while tx is open.
 func InTransaction(tx *gorm.DB) (*Storage, error) {
 	if tx == nil {
 		return nil, fmt.Errorf("nil transaction: %w", ErrInvalidArgument)
 	}
-	d, err := dialectFor(tx)
+	if _, open := tx.Statement.ConnPool.(gorm.TxCommitter); !open {
+		return nil, fmt.Errorf("not a transaction (want the tx of db.Transaction or db.Begin): %w", ErrInvalidArgument)
+	}
+	d, err := newDialect(tx)
 	if err != nil {
 		return nil, err
 	}
@@ -28,6 +33,3 @@ func InTransaction(tx *gorm.DB) (*Storage, error) {
 	session := tx.Session(&gorm.Session{NowFunc: utcNow, SkipDefaultTransaction: true, QueryFields: true})
 	return &Storage{db: session, dialect: d}, nil
 }
-
-// dialectFor picks the dialect of db's GORM dialector (see newDialect).
-func dialectFor(db *gorm.DB) (dialect, error) { return newDialect(db) }

@@ -18,6 +18,13 @@ import (
 // expect is part of the repository's contract: it changes only with a note in
 // the changelog, and this package's tests run every helper against the
 // repository. Times are matched with sqlmock.AnyArg, generated ids too.
+//
+// Every helper takes WithError, which makes the operation fail as a database
+// error would (ExpectListStaleExecutions, whose rows are variadic, returns its
+// expectation for WillReturnError instead), and those of operations that open
+// a transaction take
+// InTransaction, for calls inside a transaction the test expects with
+// ExpectBegin and ExpectCommit or ExpectRollback.
 
 var executionColumns = []string{
 	"execution_id", "definition_id", "definition_version", "status", "current_step_id", "input", "output",
@@ -103,8 +110,10 @@ func postgresSQL(sql string, fills ...string) string {
 	return b.String()
 }
 
-// expectInsertExecution expects the guarded insert of CreateExecution(in).
-func expectInsertExecution(mock sqlmock.Sqlmock, in repository.NewExecution) *sqlmock.ExpectedQuery {
+// expectInsertExecution expects the statements of CreateExecution(in) up to
+// the guarded insert, which it returns; nil when cfg makes an earlier
+// statement fail.
+func expectInsertExecution(mock sqlmock.Sqlmock, in repository.NewExecution, cfg expectConfig) *sqlmock.ExpectedQuery {
 	id := driver.Value(sqlmock.AnyArg())
 	if in.ExecutionID != "" {
 		id = in.ExecutionID
@@ -118,25 +127,42 @@ func expectInsertExecution(mock sqlmock.Sqlmock, in repository.NewExecution) *sq
 		defID, defVersion = in.Definition.ID, in.Definition.Version
 	}
 	if in.Definition != nil {
-		mock.ExpectExec(postgresSQL(repository.InsertDefinitionIfMissingSQL, "$", "$", "$", "$", "now()", "now()")).
-			WithArgs(defID, defVersion, in.Definition.Name, sqlmock.AnyArg()).
-			WillReturnResult(sqlmock.NewResult(0, 1))
+		def := mock.ExpectExec(postgresSQL(repository.InsertDefinitionIfMissingSQL, "$", "$", "$", "$", "now()", "now()")).
+			WithArgs(defID, defVersion, in.Definition.Name, sqlmock.AnyArg())
+		if cfg.err != nil {
+			def.WillReturnError(cfg.err)
+			return nil
+		}
+		def.WillReturnResult(sqlmock.NewResult(0, 1))
 	}
 	insert := postgresSQL(repository.InsertExecutionSQL, "$", "$", "$", "$", "$", "$", "now()", "now()", "now()", "$", "$")
-	return mock.ExpectQuery(insert).
+	q := mock.ExpectQuery(insert).
 		WithArgs(id, defID, defVersion, string(models.ExecutionPending), sqlmock.AnyArg(), node, defID, defVersion)
+	if cfg.err != nil {
+		q.WillReturnError(cfg.err)
+		return nil
+	}
+	return q
 }
 
 // ExpectCreateExecution expects CreateExecution(in) and answers with stored,
 // the row as the database returns it. With labels or in.Definition it
 // expects the transaction, the definition's insert-if-missing and the labels
-// insert too.
-func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, stored models.WorkflowExecution) {
-	tx := len(in.Labels) > 0 || in.Definition != nil
-	if tx {
+// insert too. Workflow.StartTx is CreateExecution with in.Definition set, in
+// the caller's transaction: expect it with InTransaction (and ExpectBegin and
+// ExpectCommit around it); in.ExecutionID may stay empty for a generated id.
+func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, stored models.WorkflowExecution, opts ...ExpectOption) {
+	cfg := newExpectConfig(opts)
+	own := cfg.ownTransaction(len(in.Labels) > 0 || in.Definition != nil)
+	if own {
 		mock.ExpectBegin()
 	}
-	expectInsertExecution(mock, in).WillReturnRows(ExecutionRows(stored))
+	insert := expectInsertExecution(mock, in, cfg)
+	if insert == nil {
+		cfg.endFailed(mock, own)
+		return
+	}
+	insert.WillReturnRows(ExecutionRows(stored))
 	if len(in.Labels) > 0 {
 		placeholders := make([]string, 0, len(in.Labels))
 		for i := range len(in.Labels) {
@@ -147,7 +173,7 @@ func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, sto
 			strings.Join(placeholders, ",")).WithArgs(anyArgs(3 * len(in.Labels))...).
 			WillReturnResult(sqlmock.NewResult(0, int64(len(in.Labels))))
 	}
-	if tx {
+	if own {
 		mock.ExpectCommit()
 	}
 }
@@ -156,37 +182,60 @@ func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, sto
 // that is not created: the insert returns no row and the read after it finds
 // the id (exists: the call returns repository.ErrAlreadyExists) or not (the
 // definition is missing: repository.ErrNotFound). in.ExecutionID must be set.
-func ExpectCreateExecutionRefused(mock sqlmock.Sqlmock, in repository.NewExecution, exists bool) {
-	tx := len(in.Labels) > 0 || in.Definition != nil
-	if tx {
+// An idempotent Start or StartTx of an existing id is this, followed by
+// ExpectGetExecution of the existing execution.
+func ExpectCreateExecutionRefused(mock sqlmock.Sqlmock, in repository.NewExecution, exists bool, opts ...ExpectOption) {
+	cfg := newExpectConfig(opts)
+	own := cfg.ownTransaction(len(in.Labels) > 0 || in.Definition != nil)
+	if own {
 		mock.ExpectBegin()
 	}
-	expectInsertExecution(mock, in).WillReturnRows(ExecutionRows())
+	insert := expectInsertExecution(mock, in, cfg)
+	if insert == nil {
+		cfg.endFailed(mock, own)
+		return
+	}
+	insert.WillReturnRows(ExecutionRows())
 	n := 0
 	if exists {
 		n = 1
 	}
 	mock.ExpectQuery(postgresSQL(repository.ExecutionExistsSQL, "$")).
 		WithArgs(in.ExecutionID).WillReturnRows(sqlmock.NewRows([]string{"count"}).AddRow(n))
-	if tx {
+	if own {
 		mock.ExpectRollback()
 	}
 }
 
+// ExpectSaveDefinition expects SaveDefinition(def) and answers with def as
+// stored (the timestamps the test set in it).
+func ExpectSaveDefinition(mock sqlmock.Sqlmock, def models.WorkflowDefinition, opts ...ExpectOption) *sqlmock.ExpectedQuery {
+	q := mock.ExpectQuery(postgresSQL(repository.UpsertDefinitionSQL, "$", "$", "$", "$", "now()", "now()")).
+		WithArgs(def.ID, def.Version, def.Name, jsonValue(def.Spec)).
+		WillReturnRows(sqlmock.NewRows([]string{"id", "version", "name", "definition", "created_at", "updated_at"}).
+			AddRow(def.ID, def.Version, def.Name, jsonValue(def.Spec), def.CreatedAt, def.UpdatedAt))
+	return newExpectConfig(opts).query(q)
+}
+
 // ExpectGetExecution expects GetExecution(exec.ExecutionID) and answers with
 // exec and its Labels.
-func ExpectGetExecution(mock sqlmock.Sqlmock, exec models.WorkflowExecution) {
-	mock.ExpectQuery(selectColumns("workflow_executions", executionColumns)+` WHERE execution_id = $1 LIMIT $2`).
+func ExpectGetExecution(mock sqlmock.Sqlmock, exec models.WorkflowExecution, opts ...ExpectOption) {
+	cfg := newExpectConfig(opts)
+	q := mock.ExpectQuery(selectColumns("workflow_executions", executionColumns)+` WHERE execution_id = $1 LIMIT $2`).
 		WithArgs(exec.ExecutionID, 1).WillReturnRows(ExecutionRows(exec))
+	if cfg.err != nil {
+		cfg.query(q)
+		return
+	}
 	mock.ExpectQuery(`SELECT "workflow_execution_labels"."execution_id","workflow_execution_labels"."label_key","workflow_execution_labels"."label_value" FROM "workflow_execution_labels" WHERE execution_id IN ($1)`).
 		WithArgs(exec.ExecutionID).WillReturnRows(labelRows(exec.ExecutionID, exec.Labels))
 }
 
 // ExpectExecutionNotFound expects GetExecution(executionID) of an id that does
 // not exist; the call returns repository.ErrNotFound.
-func ExpectExecutionNotFound(mock sqlmock.Sqlmock, executionID string) {
-	mock.ExpectQuery(selectColumns("workflow_executions", executionColumns)+` WHERE execution_id = $1 LIMIT $2`).
-		WithArgs(executionID, 1).WillReturnRows(ExecutionRows())
+func ExpectExecutionNotFound(mock sqlmock.Sqlmock, executionID string, opts ...ExpectOption) *sqlmock.ExpectedQuery {
+	return newExpectConfig(opts).query(mock.ExpectQuery(selectColumns("workflow_executions", executionColumns)+` WHERE execution_id = $1 LIMIT $2`).
+		WithArgs(executionID, 1).WillReturnRows(ExecutionRows()))
 }
 
 // versionedUpdate expects the UPDATE of a version-checked (or, with a nil
@@ -206,7 +255,7 @@ func versionedUpdate(mock sqlmock.Sqlmock, set string, args []driver.Value, exec
 // ExpectUpdateExecutionStatus expects UpdateExecutionStatus or
 // UpdateExecutionStatusWithVersion. It answers "1 row updated"; answer with
 // sqlmock.NewResult(0, 0) and ExpectVersionMiss to simulate a conflict.
-func ExpectUpdateExecutionStatus(mock sqlmock.Sqlmock, executionID string, status models.ExecutionStatus, expectedVersion *int64) *sqlmock.ExpectedExec {
+func ExpectUpdateExecutionStatus(mock sqlmock.Sqlmock, executionID string, status models.ExecutionStatus, expectedVersion *int64, opts ...ExpectOption) *sqlmock.ExpectedExec {
 	set := `"status"=$1,"updated_at"=now()`
 	switch {
 	case status == models.ExecutionRunning:
@@ -214,54 +263,55 @@ func ExpectUpdateExecutionStatus(mock sqlmock.Sqlmock, executionID string, statu
 	case status.Terminal():
 		set = `"completed_at"=now(),` + set
 	}
-	return versionedUpdate(mock, set, []driver.Value{string(status)}, executionID, expectedVersion)
+	return newExpectConfig(opts).exec(versionedUpdate(mock, set, []driver.Value{string(status)}, executionID, expectedVersion))
 }
 
 // ExpectUpdateExecutionOutput expects UpdateExecutionOutput; output is the
 // stored JSON text.
-func ExpectUpdateExecutionOutput(mock sqlmock.Sqlmock, executionID, output string, expectedVersion *int64) *sqlmock.ExpectedExec {
-	return versionedUpdate(mock, `"output"=$1,"updated_at"=now()`, []driver.Value{output}, executionID, expectedVersion)
+func ExpectUpdateExecutionOutput(mock sqlmock.Sqlmock, executionID, output string, expectedVersion *int64, opts ...ExpectOption) *sqlmock.ExpectedExec {
+	return newExpectConfig(opts).exec(versionedUpdate(mock, `"output"=$1,"updated_at"=now()`, []driver.Value{output}, executionID, expectedVersion))
 }
 
 // ExpectTransferOwnership expects TransferOwnership.
-func ExpectTransferOwnership(mock sqlmock.Sqlmock, executionID, newOwner string, expectedVersion int64) *sqlmock.ExpectedExec {
-	return versionedUpdate(mock, `"last_heartbeat"=now(),"node_id"=$1,"updated_at"=now()`, []driver.Value{newOwner}, executionID, &expectedVersion)
+func ExpectTransferOwnership(mock sqlmock.Sqlmock, executionID, newOwner string, expectedVersion int64, opts ...ExpectOption) *sqlmock.ExpectedExec {
+	return newExpectConfig(opts).exec(versionedUpdate(mock, `"last_heartbeat"=now(),"node_id"=$1,"updated_at"=now()`, []driver.Value{newOwner}, executionID, &expectedVersion))
 }
 
 // ExpectVersionMiss follows an update answered with 0 rows: the check that
 // tells a conflict (exists, repository.ErrConcurrentUpdate) from a missing
 // execution (repository.ErrNotFound).
-func ExpectVersionMiss(mock sqlmock.Sqlmock, executionID string, exists bool) {
+func ExpectVersionMiss(mock sqlmock.Sqlmock, executionID string, exists bool, opts ...ExpectOption) *sqlmock.ExpectedQuery {
 	n := 0
 	if exists {
 		n = 1
 	}
-	mock.ExpectQuery(`SELECT count(*) FROM "workflow_executions" WHERE "execution_id" = $1`).
-		WithArgs(executionID).WillReturnRows(sqlmock.NewRows([]string{"count"}).AddRow(n))
+	return newExpectConfig(opts).query(mock.ExpectQuery(`SELECT count(*) FROM "workflow_executions" WHERE "execution_id" = $1`).
+		WithArgs(executionID).WillReturnRows(sqlmock.NewRows([]string{"count"}).AddRow(n)))
 }
 
 // ExpectUpdateHeartbeat expects UpdateHeartbeat. Answer with 0 rows and
 // ExpectHeartbeatMiss to simulate a node that lost ownership.
-func ExpectUpdateHeartbeat(mock sqlmock.Sqlmock, executionID, nodeID string) *sqlmock.ExpectedExec {
-	return mock.ExpectExec(`UPDATE "workflow_executions" SET "last_heartbeat"=now() WHERE execution_id = $1 AND node_id = $2`).
-		WithArgs(executionID, nodeID).WillReturnResult(sqlmock.NewResult(0, 1))
+func ExpectUpdateHeartbeat(mock sqlmock.Sqlmock, executionID, nodeID string, opts ...ExpectOption) *sqlmock.ExpectedExec {
+	return newExpectConfig(opts).exec(mock.ExpectExec(`UPDATE "workflow_executions" SET "last_heartbeat"=now() WHERE execution_id = $1 AND node_id = $2`).
+		WithArgs(executionID, nodeID).WillReturnResult(sqlmock.NewResult(0, 1)))
 }
 
 // ExpectHeartbeatMiss follows a heartbeat answered with 0 rows: exists makes
 // it repository.ErrConcurrentUpdate (another owner), otherwise ErrNotFound.
-func ExpectHeartbeatMiss(mock sqlmock.Sqlmock, executionID string, exists bool) {
+func ExpectHeartbeatMiss(mock sqlmock.Sqlmock, executionID string, exists bool, opts ...ExpectOption) *sqlmock.ExpectedQuery {
 	n := 0
 	if exists {
 		n = 1
 	}
-	mock.ExpectQuery(`SELECT count(*) FROM "workflow_executions" WHERE execution_id = $1`).
-		WithArgs(executionID).WillReturnRows(sqlmock.NewRows([]string{"count"}).AddRow(n))
+	return newExpectConfig(opts).query(mock.ExpectQuery(`SELECT count(*) FROM "workflow_executions" WHERE execution_id = $1`).
+		WithArgs(executionID).WillReturnRows(sqlmock.NewRows([]string{"count"}).AddRow(n)))
 }
 
 // ExpectListStaleExecutions expects ListStaleExecutions(threshold, nil) and
-// answers with stale.
-func ExpectListStaleExecutions(mock sqlmock.Sqlmock, threshold time.Duration, stale ...models.WorkflowExecution) {
-	mock.ExpectQuery(selectColumns("workflow_executions", executionColumns)+
+// answers with stale. To make it fail, call WillReturnError on the
+// expectation it returns.
+func ExpectListStaleExecutions(mock sqlmock.Sqlmock, threshold time.Duration, stale ...models.WorkflowExecution) *sqlmock.ExpectedQuery {
+	return mock.ExpectQuery(selectColumns("workflow_executions", executionColumns)+
 		` WHERE status IN ($1,$2) AND live_heartbeat < now() - $3::bigint * INTERVAL '1 microsecond' ORDER BY live_heartbeat, execution_id`).
 		WithArgs(string(models.ExecutionPending), string(models.ExecutionRunning), threshold.Microseconds()).
 		WillReturnRows(ExecutionRows(stale...))
@@ -269,9 +319,9 @@ func ExpectListStaleExecutions(mock sqlmock.Sqlmock, threshold time.Duration, st
 
 // ExpectSendSignal expects SendSignal; payload is the stored JSON text, or nil.
 // It answers "1 row inserted"; see ExpectSignalRefused for the other answers.
-func ExpectSendSignal(mock sqlmock.Sqlmock, executionID, name string, payload driver.Value) *sqlmock.ExpectedExec {
-	return mock.ExpectExec(postgresSQL(repository.SendSignalSQL(Postgres), "$", "$", "$", "now()", "$")).
-		WithArgs(sqlmock.AnyArg(), name, payload, executionID).WillReturnResult(sqlmock.NewResult(0, 1))
+func ExpectSendSignal(mock sqlmock.Sqlmock, executionID, name string, payload driver.Value, opts ...ExpectOption) *sqlmock.ExpectedExec {
+	return newExpectConfig(opts).exec(mock.ExpectExec(postgresSQL(repository.SendSignalSQL(Postgres), "$", "$", "$", "now()", "$")).
+		WithArgs(sqlmock.AnyArg(), name, payload, executionID).WillReturnResult(sqlmock.NewResult(0, 1)))
 }
 
 // ExpectSignalRefused expects SendSignal to an execution that takes no
@@ -279,8 +329,14 @@ func ExpectSendSignal(mock sqlmock.Sqlmock, executionID, name string, payload dr
 // the execution in status, a terminal one (the call returns
 // repository.ErrExecutionEnded), or finds none when status is "" (the call
 // returns repository.ErrNotFound).
-func ExpectSignalRefused(mock sqlmock.Sqlmock, executionID, name string, payload driver.Value, status models.ExecutionStatus) {
-	ExpectSendSignal(mock, executionID, name, payload).WillReturnResult(sqlmock.NewResult(0, 0))
+func ExpectSignalRefused(mock sqlmock.Sqlmock, executionID, name string, payload driver.Value, status models.ExecutionStatus, opts ...ExpectOption) {
+	cfg := newExpectConfig(opts)
+	send := ExpectSendSignal(mock, executionID, name, payload)
+	if cfg.err != nil {
+		cfg.exec(send)
+		return
+	}
+	send.WillReturnResult(sqlmock.NewResult(0, 0))
 	rows := sqlmock.NewRows([]string{"status"})
 	if status != "" {
 		rows.AddRow(string(status))
@@ -290,11 +346,11 @@ func ExpectSignalRefused(mock sqlmock.Sqlmock, executionID, name string, payload
 
 // ExpectConsumeSignal expects ConsumeSignal and answers with sig, or with no
 // signal when sig is nil.
-func ExpectConsumeSignal(mock sqlmock.Sqlmock, executionID, name string, sig *models.Signal) {
+func ExpectConsumeSignal(mock sqlmock.Sqlmock, executionID, name string, sig *models.Signal, opts ...ExpectOption) *sqlmock.ExpectedQuery {
 	rows := sqlmock.NewRows(signalColumns)
 	if sig != nil {
 		rows.AddRow(sig.Seq, sig.SignalID, sig.ExecutionID, sig.Name, jsonValue(sig.Payload), sig.ReceivedAt)
 	}
 	query := strings.Replace(strings.Replace(repository.ConsumeSignalSQL(Postgres), "?", "$1", 1), "?", "$2", 1)
-	mock.ExpectQuery(query).WithArgs(executionID, name).WillReturnRows(rows)
+	return newExpectConfig(opts).query(mock.ExpectQuery(query).WithArgs(executionID, name).WillReturnRows(rows))
 }

@@ -1,12 +1,14 @@
 package testutil_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/DATA-DOG/go-sqlmock"
 	"github.com/stretchr/testify/require"
 
+	"github.com/plexspaces/workflow/engine"
 	"github.com/plexspaces/workflow/models"
 	"github.com/plexspaces/workflow/repository"
 	"github.com/plexspaces/workflow/testutil"
@@ -127,4 +129,111 @@ func TestExpectStaleAndSignals(t *testing.T) {
 	_, ok, err = s.ConsumeSignal(ctx, "e1", "approve")
 	require.NoError(t, err)
 	require.False(t, ok)
+}
+
+func TestExpectInsideTransactions(t *testing.T) {
+	t.Parallel()
+	s, mock := testutil.NewMockStorage(t)
+	ctx := t.Context()
+	def := &models.WorkflowDefinition{ID: "order", Version: "v1", Name: "order"}
+	in := repository.NewExecution{ExecutionID: "e1", Definition: def, Labels: map[string]string{"tenant": "acme"}}
+
+	// Storage.Transaction: the create nests no transaction of its own.
+	testutil.ExpectBegin(mock)
+	testutil.ExpectCreateExecution(mock, in, stored("e1"), testutil.InTransaction())
+	testutil.ExpectCommit(mock)
+	require.NoError(t, s.Transaction(ctx, func(tx *repository.Storage) error {
+		_, err := tx.CreateExecution(ctx, in)
+		return err
+	}))
+
+	// StartTx in the app's db.Begin, twice with one id: the second start
+	// finds the first and compares it.
+	greet := engine.Define("order", "v1", func(*engine.Context, map[string]int) (string, error) { return "", nil })
+	e := engine.New(s, engine.Config{NodeID: "client"})
+	started := repository.NewExecution{ExecutionID: "e2", Definition: def}
+	testutil.ExpectBegin(mock)
+	testutil.ExpectCreateExecution(mock, started, stored("e2"), testutil.InTransaction())
+	testutil.ExpectCreateExecutionRefused(mock, started, true, testutil.InTransaction())
+	testutil.ExpectGetExecution(mock, stored("e2"))
+	testutil.ExpectCommit(mock)
+	tx := s.DB().WithContext(ctx).Begin()
+	require.NoError(t, tx.Error)
+	h, err := greet.StartTx(ctx, e, tx, map[string]int{"n": 1}, engine.WithExecutionID("e2"))
+	require.NoError(t, err)
+	require.Equal(t, "e2", h.ID())
+	_, err = greet.StartTx(ctx, e, tx, map[string]int{"n": 1}, engine.WithExecutionID("e2"))
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit().Error)
+
+	// A rolled-back transaction.
+	testutil.ExpectBegin(mock)
+	testutil.ExpectCreateExecution(mock, repository.NewExecution{Definition: def}, stored("e3"), testutil.InTransaction())
+	testutil.ExpectRollback(mock)
+	tx = s.DB().WithContext(ctx).Begin()
+	_, err = greet.StartTx(ctx, e, tx, map[string]int{"n": 1})
+	require.NoError(t, err)
+	require.NoError(t, tx.Rollback().Error)
+}
+
+func TestExpectSaveDefinitionAndFailures(t *testing.T) {
+	t.Parallel()
+	s, mock := testutil.NewMockStorage(t)
+	ctx := t.Context()
+	when := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	def := models.WorkflowDefinition{ID: "order", Version: "v1", Name: "order", Spec: models.JSON(`{"timeout":"1m"}`), CreatedAt: when, UpdatedAt: when}
+	testutil.ExpectSaveDefinition(mock, def)
+	saved := models.WorkflowDefinition{ID: "order", Version: "v1", Name: "order", Spec: models.JSON(`{"timeout":"1m"}`)}
+	require.NoError(t, s.SaveDefinition(ctx, &saved))
+	require.Equal(t, def, saved)
+
+	down := errors.New("connection refused")
+	testutil.ExpectSaveDefinition(mock, def, testutil.WithError(down))
+	require.ErrorIs(t, s.SaveDefinition(ctx, &saved), down)
+
+	in := repository.NewExecution{ExecutionID: "e1", DefinitionID: "order", DefinitionVersion: "v1"}
+	testutil.ExpectCreateExecution(mock, in, stored("e1"), testutil.WithError(down))
+	_, err := s.CreateExecution(ctx, in)
+	require.ErrorIs(t, err, down)
+	withLabels := repository.NewExecution{ExecutionID: "e1", Definition: &def, Labels: map[string]string{"a": "b"}}
+	testutil.ExpectCreateExecution(mock, withLabels, stored("e1"), testutil.WithError(down)) // rolls back
+	_, err = s.CreateExecution(ctx, withLabels)
+	require.ErrorIs(t, err, down)
+	testutil.ExpectCreateExecutionRefused(mock, in, true, testutil.WithError(down))
+	_, err = s.CreateExecution(ctx, in)
+	require.ErrorIs(t, err, down)
+
+	testutil.ExpectGetExecution(mock, stored("e1"), testutil.WithError(down))
+	_, err = s.GetExecution(ctx, "e1")
+	require.ErrorIs(t, err, down)
+	testutil.ExpectExecutionNotFound(mock, "e1", testutil.WithError(down))
+	_, err = s.GetExecution(ctx, "e1")
+	require.ErrorIs(t, err, down)
+
+	v := int64(1)
+	testutil.ExpectUpdateExecutionStatus(mock, "e1", models.ExecutionRunning, &v, testutil.WithError(down))
+	require.ErrorIs(t, s.UpdateExecutionStatusWithVersion(ctx, "e1", models.ExecutionRunning, &v), down)
+	testutil.ExpectUpdateExecutionOutput(mock, "e1", `1`, &v, testutil.WithError(down))
+	require.ErrorIs(t, s.UpdateExecutionOutput(ctx, "e1", 1, &v), down)
+	testutil.ExpectTransferOwnership(mock, "e1", "node-2", 1, testutil.WithError(down))
+	require.ErrorIs(t, s.TransferOwnership(ctx, "e1", "node-2", 1), down)
+	testutil.ExpectUpdateHeartbeat(mock, "e1", "node-1", testutil.WithError(down))
+	require.ErrorIs(t, s.UpdateHeartbeat(ctx, "e1", "node-1"), down)
+	testutil.ExpectUpdateHeartbeat(mock, "e1", "node-1").WillReturnResult(sqlmock.NewResult(0, 0))
+	testutil.ExpectHeartbeatMiss(mock, "e1", true, testutil.WithError(down))
+	require.ErrorIs(t, s.UpdateHeartbeat(ctx, "e1", "node-1"), down)
+	testutil.ExpectUpdateExecutionStatus(mock, "e1", models.ExecutionRunning, &v).WillReturnResult(sqlmock.NewResult(0, 0))
+	testutil.ExpectVersionMiss(mock, "e1", true, testutil.WithError(down))
+	require.ErrorIs(t, s.UpdateExecutionStatusWithVersion(ctx, "e1", models.ExecutionRunning, &v), down)
+
+	testutil.ExpectListStaleExecutions(mock, time.Minute).WillReturnError(down)
+	_, err = s.ListStaleExecutions(ctx, time.Minute, nil)
+	require.ErrorIs(t, err, down)
+	testutil.ExpectSendSignal(mock, "e1", "go", nil, testutil.WithError(down))
+	require.ErrorIs(t, s.SendSignal(ctx, "e1", "go", nil), down)
+	testutil.ExpectSignalRefused(mock, "e1", "go", nil, "", testutil.WithError(down))
+	require.ErrorIs(t, s.SendSignal(ctx, "e1", "go", nil), down)
+	testutil.ExpectConsumeSignal(mock, "e1", "go", nil, testutil.WithError(down))
+	_, _, err = s.ConsumeSignal(ctx, "e1", "go")
+	require.ErrorIs(t, err, down)
 }

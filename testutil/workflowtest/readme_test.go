@@ -26,12 +26,12 @@ func TestReadme_SignalsAndTimeouts(t *testing.T) {
 	tt := workflowtest.New(t, approval)
 	approved := workflowtest.Start(tt, approval, "contract")
 	tt.Signal(approved.ID(), "approve", "bo")
-	expired := workflowtest.Start(tt, approval, "offer")
-	tt.Advance(48 * time.Hour) // nobody approves the offer in time
-
 	out, err := workflowtest.Result(tt, approved)
 	require.NoError(t, err)
 	require.Equal(t, "contract: approved by bo", out)
+
+	expired := workflowtest.Start(tt, approval, "offer")
+	tt.Advance(48 * time.Hour) // nobody approves the offer in time
 	out, err = workflowtest.Result(tt, expired)
 	require.NoError(t, err)
 	require.Equal(t, "offer: expired", out)

@@ -182,7 +182,9 @@ func (tt *Tester) Clock() *Clock { return tt.clock }
 // Sleep, AwaitSignal timeout or retry backoff), then moves the clock d forward,
 // firing every timer due by then. d must be positive. It fails the test if no
 // timer comes due within MaxWait; to move the clock without waiting, call
-// Clock().Advance.
+// Clock().Advance. Any due timer ends the wait: with several workflows in
+// flight, let each reach its wait first (Result of the others, or
+// Clock().BlockUntil with the number of timers expected).
 func (tt *Tester) Advance(d time.Duration) {
 	tt.t.Helper()
 	if d <= 0 {

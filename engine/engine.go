@@ -1,12 +1,13 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
+	"math/big"
 	"slices"
 	"strings"
 	"sync"
@@ -275,11 +276,70 @@ func sameJSON(stored models.JSON, input any) bool {
 	if len(raw) == 0 || len(stored) == 0 {
 		return len(raw) == 0 && len(stored) == 0
 	}
-	var a, b any
-	if json.Unmarshal(stored, &a) != nil || json.Unmarshal(raw, &b) != nil {
+	a, errA := decodeExact(stored)
+	b, errB := decodeExact(raw)
+	if errA != nil || errB != nil {
 		return false
 	}
-	return reflect.DeepEqual(a, b)
+	return sameValue(a, b)
+}
+
+// decodeExact decodes a JSON document keeping numbers as their text, so that
+// integers beyond float64's precision (2^53) stay apart.
+func decodeExact(doc []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// sameValue compares two decoded JSON values; numbers are equal when they
+// are the same number, however written (1, 1.0 and 1e0 are one number, as
+// PostgreSQL's jsonb may rewrite them).
+func sameValue(a, b any) bool {
+	switch x := a.(type) {
+	case json.Number:
+		y, ok := b.(json.Number)
+		if !ok {
+			return false
+		}
+		if x == y {
+			return true
+		}
+		// Compared in 1024 bits: exact for any integer or decimal a JSON
+		// document sensibly holds, and bounded for 1e999999999.
+		fx, _, errx := big.ParseFloat(string(x), 10, 1024, big.ToNearestEven)
+		fy, _, erry := big.ParseFloat(string(y), 10, 1024, big.ToNearestEven)
+		return errx == nil && erry == nil && fx.Cmp(fy) == 0
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			w, ok := y[k]
+			if !ok || !sameValue(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !sameValue(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	default:
+		return a == b // string, bool or nil
+	}
 }
 
 // Run recovers this node's work, then runs executions, heartbeats and sweeps
@@ -567,7 +627,11 @@ func (e *Engine) Await(ctx context.Context, executionID string) (*models.Workflo
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("awaiting execution %s: %w", executionID, context.Cause(ctx))
+			// ctx.Err() as it is, and the cause too when ctx has one.
+			if cause := context.Cause(ctx); cause != ctx.Err() {
+				return nil, fmt.Errorf("awaiting execution %s: %w: %w", executionID, ctx.Err(), cause)
+			}
+			return nil, fmt.Errorf("awaiting execution %s: %w", executionID, ctx.Err())
 		case <-done: // nil unless it runs here
 		case <-poll:
 		}

@@ -92,6 +92,7 @@ func (c *Context) awaitSignal(stepID, name string, timeout time.Duration) (json.
 		defer stop()
 		expired = fired
 	}
+	timedOut := false
 	for {
 		// Take the waiter before looking, so a Signal between the look and the
 		// wait still wakes us.
@@ -109,13 +110,19 @@ func (c *Context) awaitSignal(stepID, name string, timeout time.Duration) (json.
 			c.record(*step)
 			return json.RawMessage(step.Output), nil
 		}
+		if timedOut {
+			return nil, c.recordTimeout(stepID, name)
+		}
 		select {
 		case <-signalled:
 		case <-poll.C:
 		case <-c.Done():
 			return nil, c.stopped()
 		case <-expired:
-			return nil, c.recordTimeout(stepID, name)
+			// Look once more before timing out: a signal stored before the
+			// deadline wins, even when its wake-up and the deadline are
+			// ready together (as when a test's fake clock jumps past it).
+			timedOut = true
 		}
 	}
 }

@@ -282,8 +282,9 @@ func (e *WorkflowError) Is(target error) bool {
 }
 
 // NonRetryable marks a step failure that the step's retry policy must not
-// retry: the step fails at once, and its error still matches err with
-// errors.Is. NonRetryable(nil) is nil.
+// retry: the step fails at once. NonRetryable(err) matches err with
+// errors.Is; the step's *StepError matches err only if the step declares it
+// with WithErrors, as for any failure. NonRetryable(nil) is nil.
 func NonRetryable(err error) error {
 	if err == nil {
 		return nil

@@ -192,10 +192,7 @@ func (c *Context) attempt(stepID string, attempt int, fn func(context.Context) (
 	if runErr != nil {
 		return nil, runErr, nil
 	}
-	raw, err := json.Marshal(result)
-	if err == nil {
-		err = repository.CheckJSON("result of step "+stepID, raw)
-	}
+	raw, err := repository.MarshalJSON("result of step "+stepID, result)
 	if err != nil {
 		return nil, fmt.Errorf("step %s: %w: %w", stepID, errUnstorable, err), nil
 	}
@@ -214,7 +211,7 @@ func (c *Context) attempt(stepID string, attempt int, fn func(context.Context) (
 			return nil, nil, err
 		}
 	}
-	return raw, nil, nil
+	return json.RawMessage(raw), nil, nil
 }
 
 // finishAttempt records the outcome of the step's current attempt.

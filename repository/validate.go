@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -98,14 +99,7 @@ func encodeJSON(what string, v any) (models.JSON, error) {
 	case []byte:
 		raw = x
 	default:
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, fmt.Errorf("encoding %s: %w: %w", what, ErrInvalidArgument, err)
-		}
-		if err := CheckJSON(what, b); err != nil {
-			return nil, err
-		}
-		return b, nil
+		return MarshalJSON(what, v)
 	}
 	if len(raw) == 0 {
 		return nil, nil
@@ -117,6 +111,68 @@ func encodeJSON(what string, v any) (models.JSON, error) {
 		return nil, err
 	}
 	return models.JSON(raw), nil
+}
+
+// MarshalJSON encodes a Go value with encoding/json, as a stored document
+// must be: it refuses what JSON cannot hold (NaN, channels) and what
+// CheckJSON refuses, and also a string with invalid UTF-8, which
+// encoding/json would silently store as U+FFFD, another value than the
+// caller's. Errors match ErrInvalidArgument. Unlike EncodeJSON, a []byte is
+// encoded as a value (base64), not taken as encoded JSON.
+func MarshalJSON(what string, v any) (models.JSON, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w: %w", what, ErrInvalidArgument, err)
+	}
+	// encoding/json writes \ufffd for each invalid byte (a real U+FFFD goes
+	// out as itself), so only a document holding that escape needs the walk.
+	if bytes.Contains(b, []byte(`\ufffd`)) && hasInvalidUTF8(reflect.ValueOf(v), 0) {
+		return nil, fmt.Errorf("encoding %s: a string is not valid UTF-8: %w", what, ErrInvalidArgument)
+	}
+	if err := CheckJSON(what, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// maxWalkDepth bounds hasInvalidUTF8 on deeply nested (or cyclic) values.
+const maxWalkDepth = 100
+
+// hasInvalidUTF8 reports whether a string encoding/json would encode from v
+// is not valid UTF-8.
+func hasInvalidUTF8(v reflect.Value, depth int) bool {
+	if !v.IsValid() || depth > maxWalkDepth {
+		return false
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return !utf8.ValidString(v.String())
+	case reflect.Pointer, reflect.Interface:
+		return !v.IsNil() && hasInvalidUTF8(v.Elem(), depth+1)
+	case reflect.Struct:
+		t := v.Type()
+		for i := range v.NumField() {
+			if f := t.Field(i); (f.IsExported() || f.Anonymous) && hasInvalidUTF8(v.Field(i), depth+1) {
+				return true
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			if hasInvalidUTF8(it.Key(), depth+1) || hasInvalidUTF8(it.Value(), depth+1) {
+				return true
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return false // bytes go out as base64
+		}
+		for i := range v.Len() {
+			if hasInvalidUTF8(v.Index(i), depth+1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // CheckJSON rejects encoded JSON that one of the databases refuses to store:

@@ -2,6 +2,7 @@ package repository_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,41 @@ func TestOpen_Forms(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "postgres", s.Dialect())
 		require.NoError(t, s.Close())
+	}
+}
+
+// TestMarshalJSON_RefusesInvalidUTF8InStrings: encoding/json would store
+// U+FFFD in place of each bad byte, another value than the caller's.
+func TestMarshalJSON_RefusesInvalidUTF8InStrings(t *testing.T) {
+	t.Parallel()
+	type inner struct{ Name string }
+	type outer struct {
+		Inner  inner
+		Tags   []string
+		ByKey  map[string]int
+		hidden string
+	}
+	for name, v := range map[string]any{
+		"string":       "caf\xe9",
+		"nested field": outer{Inner: inner{Name: "\xff"}},
+		"slice":        []string{"ok", "bad\xc3"},
+		"map key":      map[string]int{"k\xfe": 1},
+		"map value":    map[string]any{"k": []any{"\x80"}},
+		"pointer":      &inner{Name: "a\xffb"},
+	} {
+		_, err := repository.MarshalJSON("value", v)
+		require.ErrorIs(t, err, repository.ErrInvalidArgument, name)
+		_, err = repository.EncodeJSON("value", v)
+		require.ErrorIs(t, err, repository.ErrInvalidArgument, name)
+	}
+	for name, v := range map[string]any{
+		"a real U+FFFD":        "\ufffd",
+		"the escape as text":   `\ufffd`,
+		"bytes are base64":     []byte("\xff\xfe"),
+		"unexported is unseen": outer{hidden: "\xff", Inner: inner{Name: "\ufffd"}},
+	} {
+		raw, err := repository.MarshalJSON("value", v)
+		require.NoError(t, err, name)
+		require.True(t, json.Valid(raw), name)
 	}
 }

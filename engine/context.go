@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/plexspaces/workflow/models"
@@ -18,11 +19,20 @@ import (
 type Context struct {
 	context.Context
 	x *execution
+	*shared
+	// scope prefixes the step ids numbered by call order (AwaitSignal's):
+	// empty in the workflow function, "branch:<i>/" added by each level of
+	// Parallel or Map, so that concurrent branches number their calls apart.
+	scope string
+}
 
+// shared is the state of one run, shared by its Context and the Contexts of
+// its Parallel and Map branches.
+type shared struct {
 	mu      sync.Mutex
 	journal map[string][]models.StepExecution // attempts of each step id, in order
 	used    map[string]bool                   // step ids used in this run
-	waits   map[string]int                    // AwaitSignal calls per signal name
+	waits   map[[2]string]int                 // AwaitSignal calls per scope and signal name
 	// pending holds completions of steps not yet written: each rides along
 	// with the next checkpoint, so a step costs one commit. Only deterministic
 	// workflow code runs between a step and the next checkpoint, and every
@@ -45,8 +55,15 @@ func (c *Context) addBranches(n int) {
 	c.branches += n
 }
 
+// branch returns the Context of branch i of a Parallel or Map called with c:
+// the same run, journal and pending completions, with automatic step ids of
+// its own.
+func (c *Context) branch(i int) *Context {
+	return &Context{Context: c.Context, x: c.x, shared: c.shared, scope: c.scope + "branch:" + strconv.Itoa(i) + "/"}
+}
+
 func newContext(x *execution, history []models.StepExecution) *Context {
-	c := &Context{Context: x.ctx, x: x, journal: map[string][]models.StepExecution{}, used: map[string]bool{}, waits: map[string]int{}}
+	c := &Context{Context: x.ctx, x: x, shared: &shared{journal: map[string][]models.StepExecution{}, used: map[string]bool{}, waits: map[[2]string]int{}}}
 	for _, h := range history {
 		c.journal[h.StepID] = append(c.journal[h.StepID], h)
 	}
@@ -84,14 +101,22 @@ func (c *Context) record(step models.StepExecution) {
 	c.journal[step.StepID] = append(attempts, step)
 }
 
-// nextWait numbers the AwaitSignal calls of one signal name, so that a replay
-// meets its journal entries in the same order.
+// nextWait numbers the AwaitSignal calls of one signal name in c's scope, so
+// that a replay meets its journal entries in the same order. Each branch of
+// Parallel or Map has a scope of its own, whatever order its goroutines run in.
 func (c *Context) nextWait(name string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.waits[name]++
-	return c.waits[name]
+	key := [2]string{c.scope, name}
+	c.waits[key]++
+	return c.waits[key]
 }
+
+// autoID returns the step id of a call numbered by nextWait: id itself in the
+// workflow function, as journals written before branches had scopes, and id
+// prefixed with the branch path ("branch:1/branch:0/signal:x:1") in Parallel
+// and Map.
+func (c *Context) autoID(id string) string { return c.scope + id }
 
 // stopped returns why the workflow must stop now, or nil.
 func (c *Context) stopped() error { return c.x.cause() }

@@ -27,7 +27,10 @@
 // same steps, with the same ids, in the same order. Anything that touches the
 // outside world or reads the clock belongs in a step. Step ids are unique
 // within an execution; in loops and in [Parallel] or [Map], build them from
-// the index.
+// the index. Each branch of Parallel or Map gets a Context of its own, which
+// it must use: the ids [AwaitSignal] numbers by call order carry the branch
+// index there ("branch:2/signal:approve:1"), so a replay gives every branch
+// its own signal whatever order the goroutines run in.
 //
 // A step's side effects are at least once: if its node dies after the effect
 // and before the result is journaled, the step runs again (with the next

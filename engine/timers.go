@@ -35,7 +35,7 @@ func Sleep(ctx *Context, stepID string, d time.Duration) error {
 // journaled too, so a replay times out at the same point.
 func AwaitSignal[T any](ctx *Context, name string, timeout time.Duration) (T, error) {
 	var zero T
-	stepID := "signal:" + name + ":" + strconv.Itoa(ctx.nextWait(name))
+	stepID := ctx.autoID("signal:" + name + ":" + strconv.Itoa(ctx.nextWait(name)))
 	raw, err := ctx.awaitSignal(stepID, name, timeout)
 	if err != nil {
 		return zero, err

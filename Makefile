@@ -9,8 +9,11 @@ BENCH ?= .
 
 .PHONY: test vet bench crash restart-test demo
 
+# The scale tests skip themselves under -race (too slow there); the second
+# pass runs them without it.
 test: vet
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run '^TestPark_ManyWaitersHoldNothing$$' ./engine/
 
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

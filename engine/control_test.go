@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,7 +16,10 @@ import (
 
 func sleeper(started chan<- string) engine.WorkflowFunc {
 	return func(wctx *engine.Context, _ json.RawMessage) (any, error) {
-		started <- wctx.ExecutionID()
+		select { // a resumed run replays this line too
+		case started <- wctx.ExecutionID():
+		default:
+		}
 		if err := engine.Sleep(wctx, "nap", time.Hour); err != nil {
 			return nil, err
 		}
@@ -48,20 +52,47 @@ func TestEngine_CancelFromAnotherNode(t *testing.T) {
 		started := make(chan string, 1)
 		stoppedWith := make(chan error, 1)
 		owner := engine.New(s, fast("owner"))
-		require.NoError(t, owner.Register(engine.Dynamic(def("sleepy"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
-			started <- wctx.ExecutionID()
-			err := engine.Sleep(wctx, "nap", time.Hour)
-			stoppedWith <- err
-			return nil, err
+		require.NoError(t, owner.Register(engine.Dynamic(def("busy"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
+			return engine.Step(wctx, "work", func(c context.Context) (int, error) {
+				started <- wctx.ExecutionID()
+				<-c.Done() // a long step: the cancel ends its context
+				stoppedWith <- context.Cause(c)
+				return 0, c.Err()
+			})
 		})))
 		run(t, owner)
-		id, err := owner.Start(t.Context(), "sleepy", "v1", nil)
+		id, err := owner.Start(t.Context(), "busy", "v1", nil)
 		require.NoError(t, err)
 		receive(t, started)
 		client := engine.New(s, fast("client"))
 		require.NoError(t, client.Cancel(t.Context(), id))
 		require.ErrorIs(t, receive(t, stoppedWith), engine.ErrCancelled)
 		require.Equal(t, models.ExecutionCancelled, await(t, client, id).Status)
+	})
+}
+
+// TestEngine_CancelParked: a parked execution is cancelled in the database;
+// nothing of it runs again.
+func TestEngine_CancelParked(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		var after atomic.Int32
+		e := engine.New(s, fast("n1"))
+		require.NoError(t, e.Register(engine.Dynamic(def("parked"), func(wctx *engine.Context, _ json.RawMessage) (any, error) {
+			if err := engine.Sleep(wctx, "nap", time.Hour); err != nil {
+				return nil, err
+			}
+			after.Add(1)
+			return nil, nil
+		})))
+		run(t, e)
+		id, err := e.Start(t.Context(), "parked", "v1", nil)
+		require.NoError(t, err)
+		waitParked(t, s, id)
+		require.NoError(t, e.Cancel(t.Context(), id))
+		exec := await(t, e, id)
+		require.Equal(t, models.ExecutionCancelled, exec.Status)
+		require.Nil(t, exec.NodeID)
+		require.Zero(t, after.Load())
 	})
 }
 

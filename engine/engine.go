@@ -462,7 +462,7 @@ func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, res
 	go func() {
 		defer e.wg.Done()
 		retry := x.run()
-		if !retry && x.parent.Err() != nil {
+		if !retry && x.parent.Err() != nil && !x.isParked() {
 			// The engine is stopping: hand the execution back, whichever path
 			// the run took (one that started as Run ended stops at once). If it
 			// has ended, the write changes nothing.
@@ -553,6 +553,23 @@ func (e *Engine) takeCarried(executionID string) []repository.FinishStepParams {
 	return p
 }
 
+// parked notes that an execution waits in the database until (zero: until a
+// signal): the next sweeps claim it when it is due, and a local timer sweeps
+// at that time so that this node need not wait for its next poll.
+func (e *Engine) parked(until time.Time) {
+	e.backlog.Store(true)
+	if until.IsZero() {
+		return
+	}
+	if d := time.Until(until); d < parkTimerMax {
+		time.AfterFunc(max(d, 0), e.triggerSweep)
+	}
+}
+
+// parkTimerMax bounds the local wake-up timers of parked executions; later
+// ones are found by the regular sweeps.
+const parkTimerMax = time.Hour
+
 func (e *Engine) triggerSweep() {
 	select {
 	case e.sweepNow <- struct{}{}:
@@ -616,6 +633,9 @@ func (e *Engine) Await(ctx context.Context, executionID string) (*models.Workflo
 		e.mu.Unlock()
 		exec, err := e.store.GetExecution(ctx, executionID)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("awaiting execution %s: %w", executionID, contextError(ctx))
+			}
 			return nil, fmt.Errorf("awaiting execution %s: %w", executionID, err)
 		}
 		if exec.Status.Terminal() {
@@ -627,15 +647,20 @@ func (e *Engine) Await(ctx context.Context, executionID string) (*models.Workflo
 		}
 		select {
 		case <-ctx.Done():
-			// ctx.Err() as it is, and the cause too when ctx has one.
-			if cause := context.Cause(ctx); cause != ctx.Err() {
-				return nil, fmt.Errorf("awaiting execution %s: %w: %w", executionID, ctx.Err(), cause)
-			}
-			return nil, fmt.Errorf("awaiting execution %s: %w", executionID, ctx.Err())
+			return nil, fmt.Errorf("awaiting execution %s: %w", executionID, contextError(ctx))
 		case <-done: // nil unless it runs here
 		case <-poll:
 		}
 	}
+}
+
+// contextError is why ctx ended: ctx.Err() as it is, and the cause too when
+// ctx has one of its own.
+func contextError(ctx context.Context) error {
+	if cause := context.Cause(ctx); cause != ctx.Err() {
+		return fmt.Errorf("%w: %w", ctx.Err(), cause)
+	}
+	return ctx.Err()
 }
 
 // Signal sends a signal to an execution; AwaitSignal receives it. A signal to
@@ -646,7 +671,11 @@ func (e *Engine) Signal(ctx context.Context, executionID, name string, payload a
 	if err := e.store.SendSignal(ctx, executionID, name, payload); err != nil {
 		return fmt.Errorf("signalling execution %s: %w", executionID, err)
 	}
-	e.notifySignal(executionID)
+	if !e.notifySignal(executionID) {
+		// Not waiting here: if it is parked for this signal, this node's
+		// sweep claims it now rather than at its next poll.
+		e.triggerSweep()
+	}
 	return nil
 }
 
@@ -663,14 +692,18 @@ func (e *Engine) signalWaiter(executionID string) <-chan struct{} {
 	return ch
 }
 
-func (e *Engine) notifySignal(executionID string) {
+// notifySignal wakes a local AwaitSignal of the execution, and reports
+// whether the execution runs here.
+func (e *Engine) notifySignal(executionID string) bool {
 	e.mu.Lock()
 	ch := e.signals[executionID]
 	delete(e.signals, executionID)
+	_, running := e.running[executionID]
 	e.mu.Unlock()
 	if ch != nil {
 		close(ch)
 	}
+	return running
 }
 
 // cancelAttempts bounds Cancel's retries when the execution keeps changing

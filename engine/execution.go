@@ -22,6 +22,8 @@ type execution struct {
 	cancel context.CancelCauseFunc
 	// parent is Run's context: once it ends, the engine is stopping.
 	parent context.Context
+	// deadline is when the workflow times out (WithTimeout); zero if never.
+	deadline time.Time
 }
 
 func newExecution(e *Engine, parent context.Context, exec *models.WorkflowExecution) *execution {
@@ -32,6 +34,9 @@ func newExecution(e *Engine, parent context.Context, exec *models.WorkflowExecut
 // stop ends the workflow's context with a cause; the workflow notices at its
 // next step, or at once when it waits in Sleep or AwaitSignal.
 func (x *execution) stop(cause error) { x.cancel(cause) }
+
+// isParked reports whether the run stopped because the execution was parked.
+func (x *execution) isParked() bool { return errors.Is(context.Cause(x.ctx), errParked) }
 
 // cause is why the workflow's context ended: errShutdown when the engine is
 // stopping, else what stopped it.
@@ -85,7 +90,8 @@ func (x *execution) run() (retry bool) {
 		var stopTimer context.CancelFunc
 		// started_at is the database's time: what is left is measured on the
 		// wall clock, and only waited out on the engine's Clock.
-		left := time.Until(x.exec.StartedAt.Add(reg.timeout))
+		x.deadline = x.exec.StartedAt.Add(reg.timeout)
+		left := time.Until(x.deadline)
 		x.ctx, stopTimer = withTimeout(x.ctx, e.cfg.Clock, left, ErrTimedOut)
 		defer stopTimer()
 	}
@@ -115,6 +121,9 @@ func (x *execution) run() (retry bool) {
 	switch {
 	case errors.Is(cause, ErrTimedOut):
 		return x.finish(models.ExecutionTimedOut, nil, fmt.Errorf("%w after %s", ErrTimedOut, reg.timeout))
+	case errors.Is(cause, errParked):
+		log.LogAttrs(context.Background(), slog.LevelDebug, "execution parked")
+		return false
 	case cause != nil:
 		log.LogAttrs(context.Background(), slog.LevelInfo, "execution stopped", slog.String("cause", cause.Error()))
 		return errors.Is(cause, errStorage)

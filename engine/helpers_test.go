@@ -114,3 +114,20 @@ func runAgain(t *testing.T, s *repository.Storage, node, defID string, wf engine
 	run(t, e)
 	return await(t, e, id)
 }
+
+// waitParked waits at most a minute until the execution is parked: live and
+// owned by no node.
+func waitParked(t *testing.T, s *repository.Storage, id string) *models.WorkflowExecution {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		exec, err := s.GetExecution(t.Context(), id)
+		require.NoError(t, err)
+		if exec.NodeID == nil && exec.Status == models.ExecutionRunning {
+			return exec
+		}
+		require.False(t, exec.Status.Terminal(), "execution %s ended %s instead of parking", id, exec.Status)
+		require.True(t, time.Now().Before(deadline), "execution %s did not park within a minute", id)
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -157,7 +157,7 @@ func (c *Context) step(stepID string, fn func(context.Context) (any, error), opt
 		if status == models.StepFailed {
 			return nil, &StepError{StepID: stepID, Attempt: attempt, Err: failure}
 		}
-		if err := c.wait(o.retry.backoff(failed)); err != nil {
+		if err := c.pause(o.retry.backoff(failed)); err != nil {
 			return nil, err
 		}
 		attempt++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -24,7 +25,7 @@ func Sleep(ctx *Context, stepID string, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	return ctx.wait(wakeAt.Sub(clock.Now()))
+	return ctx.pause(wakeAt.Sub(clock.Now()))
 }
 
 // AwaitSignal waits for the next signal named name sent to the execution and
@@ -112,6 +113,14 @@ func (c *Context) awaitSignal(stepID, name string, timeout time.Duration) (json.
 		}
 		if timedOut {
 			return nil, c.recordTimeout(stepID, name)
+		}
+		// Nothing yet: wait in the database, unless the wait is short.
+		left := time.Duration(math.MaxInt64)
+		if !deadline.IsZero() {
+			left = deadline.Sub(e.cfg.Clock.Now())
+		}
+		if c.parkable(left) {
+			return nil, c.park(deadline, name)
 		}
 		select {
 		case <-signalled:

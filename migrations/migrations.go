@@ -1,6 +1,6 @@
 // Package migrations creates and evolves the workflow tables with gormigrate.
 //
-// [All] returns the five migrations, in order, for apps that run gormigrate
+// [All] returns the migrations, in order, for apps that run gormigrate
 // themselves; [Migrate] applies them and is safe to call from several processes
 // at once: on PostgreSQL it holds a transaction-scoped advisory lock, on SQLite
 // the IMMEDIATE transaction serializes writers. Every migration carries its SQL
@@ -23,6 +23,7 @@ const (
 	IDLabels      = "003_workflow_execution_labels"
 	IDSteps       = "004_step_executions"
 	IDSignals     = "005_signals"
+	IDParkedWaits = "006_parked_waits"
 )
 
 // TableName is where Migrate records the applied migrations. It is not
@@ -85,6 +86,25 @@ func migration(id string, up ddl, tables ...string) *gormigrate.Migration {
 	}
 }
 
+// alteration is a migration that changes existing tables; down undoes up.
+func alteration(id string, up, down ddl) *gormigrate.Migration {
+	run := func(tx *gorm.DB, d ddl, what string) error {
+		statements, err := d.statements(tx.Dialector.Name())
+		if err != nil {
+			return err
+		}
+		if err := exec(tx, statements); err != nil {
+			return fmt.Errorf("%s %s: %w", what, id, err)
+		}
+		return nil
+	}
+	return &gormigrate.Migration{
+		ID:       id,
+		Migrate:  func(tx *gorm.DB) error { return run(tx, up, "applying") },
+		Rollback: func(tx *gorm.DB) error { return run(tx, down, "rolling back") },
+	}
+}
+
 // All returns the workflow migrations in the order they must run, each with a
 // Rollback. Apps that run gormigrate themselves append these to their own list.
 func All() []*gormigrate.Migration {
@@ -94,6 +114,7 @@ func All() []*gormigrate.Migration {
 		migration(IDLabels, labelsUp, "workflow_execution_labels"),
 		migration(IDSteps, stepsUp, "step_executions"),
 		migration(IDSignals, signalsUp, "signals"),
+		alteration(IDParkedWaits, parkedWaitsUp, parkedWaitsDown),
 	}
 }
 

@@ -66,11 +66,19 @@ func TestMigrate_RerunIsNoOpAndRollbackUndoes(t *testing.T) {
 		db, _ := open(t, dialect)
 		require.NoError(t, migrations.Migrate(ctx, db))
 		require.NoError(t, migrations.Migrate(ctx, db), "rerunning is a no-op")
-		want := []string{migrations.IDDefinitions, migrations.IDExecutions, migrations.IDLabels, migrations.IDSteps, migrations.IDSignals}
+		want := []string{migrations.IDDefinitions, migrations.IDExecutions, migrations.IDLabels, migrations.IDSteps, migrations.IDSignals, migrations.IDParkedWaits}
 		require.Equal(t, want, applied(t, db))
 		for _, table := range tables {
 			require.True(t, db.Migrator().HasTable(table), table)
 		}
+		require.True(t, db.Migrator().HasColumn("workflow_executions", "wait_signal"))
+
+		// 006 alters a table: its rollback drops the column, keeps the rows.
+		require.NoError(t, migrations.RollbackLast(ctx, db))
+		require.False(t, db.Migrator().HasColumn("workflow_executions", "wait_signal"))
+		require.True(t, db.Migrator().HasTable("workflow_executions"))
+		want = want[:len(tables)]
+		require.Equal(t, want, applied(t, db))
 
 		for i := len(tables) - 1; i >= 0; i-- {
 			require.NoError(t, migrations.RollbackLast(ctx, db))
@@ -78,15 +86,15 @@ func TestMigrate_RerunIsNoOpAndRollbackUndoes(t *testing.T) {
 			require.Equal(t, want[:i], applied(t, db))
 		}
 		require.NoError(t, migrations.Migrate(ctx, db), "migrating again after a full rollback")
-		require.Equal(t, want, applied(t, db))
+		require.Equal(t, append(want, migrations.IDParkedWaits), applied(t, db))
 	})
 }
 
 func TestAll_OrderAndRollbacks(t *testing.T) {
 	t.Parallel()
 	all := migrations.All()
-	require.Len(t, all, 5)
-	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals"} {
+	require.Len(t, all, 6)
+	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals", "006_parked_waits"} {
 		require.Equal(t, id, all[i].ID)
 		require.NotNil(t, all[i].Rollback, id)
 	}
@@ -144,7 +152,7 @@ func TestMigrate_ConcurrentProcesses(t *testing.T) {
 			require.NoError(t, errs[i], "process %d: %s", i, outputs[i])
 			require.Contains(t, string(outputs[i]), "migrated", "process %d ran the helper", i)
 		}
-		require.Len(t, applied(t, db), 5)
+		require.Len(t, applied(t, db), len(migrations.All()))
 	})
 }
 

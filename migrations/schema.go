@@ -197,3 +197,22 @@ var signalsUp = ddl{
 		`CREATE INDEX idx_signals_execution_name ON signals (execution_id, signal_name, seq)`,
 	},
 }
+
+// Parked waits. A workflow that waits (Sleep, AwaitSignal, a long retry
+// backoff) gives its node back: the execution stays RUNNING, unowned, and its
+// last_heartbeat is when it becomes due, so the claim query's range
+// "live_heartbeat <= now" on idx_workflow_executions_stale finds what is due
+// and never reads the executions still waiting. wait_signal names the signal
+// it waits for: a stored signal of that name makes it due at once (the claim
+// query joins the pending signals to the executions waiting for them).
+var parkedWaitsUp = ddl{
+	common: []string{
+		`ALTER TABLE workflow_executions ADD COLUMN wait_signal TEXT`,
+	},
+}
+
+var parkedWaitsDown = ddl{
+	common: []string{
+		`ALTER TABLE workflow_executions DROP COLUMN wait_signal`,
+	},
+}

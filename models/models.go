@@ -26,7 +26,10 @@ func (WorkflowDefinition) TableName() string { return "workflow_definitions" }
 // it, so a writer holding an old version learns of the conflict. Its type opts
 // the model in to the optimisticlock plugin; it is stored as an integer and is
 // a number in JSON. NodeID is the owner, the only node allowed to run the
-// execution; LastHeartbeat is when the owner last said it is alive.
+// execution; LastHeartbeat is when the owner last said it is alive. An
+// execution no node owns is claimable from its LastHeartbeat on: at once when
+// it was created or handed back, at its due time when it is parked (it waits
+// for a time or a signal, holding no node's slot).
 type WorkflowExecution struct {
 	ExecutionID       string                 `gorm:"column:execution_id;primaryKey" json:"execution_id"`
 	DefinitionID      string                 `gorm:"column:definition_id" json:"definition_id"`
@@ -45,6 +48,9 @@ type WorkflowExecution struct {
 	UpdatedAt         time.Time              `gorm:"column:updated_at" json:"updated_at"`
 	StartedAt         *time.Time             `gorm:"column:started_at" json:"started_at,omitempty"`
 	CompletedAt       *time.Time             `gorm:"column:completed_at" json:"completed_at,omitempty"`
+	// WaitSignal names the signal a parked execution waits for: nil while it
+	// runs, or when it waits only for a time.
+	WaitSignal *string `gorm:"column:wait_signal" json:"wait_signal,omitempty"`
 }
 
 // TableName maps the model to its table.

@@ -97,6 +97,12 @@ type OwnerRepository interface {
 	// as the COMPLETED step p.StepID whose output is the payload, atomically:
 	// a signal is never consumed without being journaled, nor journaled twice.
 	ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*models.StepExecution, bool, error)
+	// ParkExecution hands a live execution nodeID owns back to the database
+	// while it waits, with a version bump: it becomes unowned, due at p.Until
+	// (never by itself when zero) or at once when a signal named p.Signal is
+	// stored, and any node's sweep claims it then. It holds no node's slot
+	// meanwhile.
+	ParkExecution(ctx context.Context, p ParkParams) error
 	// ReleaseExecution gives up ownership of a live execution nodeID owns: it
 	// becomes unowned (with a version bump), and any node's next sweep may
 	// claim it. A node that stops gracefully releases what it ran.
@@ -108,7 +114,10 @@ type OwnerRepository interface {
 
 // ownedLive is the fencing condition of every OwnerRepository write, as a
 // subquery-free predicate on workflow_executions.
-const ownedLive = "execution_id = ? AND node_id = ? AND status IN ('PENDING', 'RUNNING')"
+const ownedLive = "execution_id = ? AND node_id = ? AND " + liveStatuses
+
+// liveStatuses are the statuses of an execution that has not ended.
+const liveStatuses = "status IN ('PENDING', 'RUNNING')"
 
 // HeartbeatNode implements OwnerRepository.
 func (s *Storage) HeartbeatNode(ctx context.Context, nodeID string) ([]string, error) {
@@ -164,12 +173,9 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 		return nil, fmt.Errorf("claim limit %d (want 1 to %d): %w", p.Limit, ListLimitMax, ErrInvalidArgument)
 	}
 	now := s.dialect.now()
-	// The inner SELECT picks the rows (the dialect's claim lock makes concurrent
-	// claimers skip each other's); the outer UPDATE re-checks the condition, so
-	// a row that changed in between is not taken.
-	claimable := `status IN ('PENDING', 'RUNNING') AND (node_id IS NULL OR live_heartbeat < ?)`
 	cutoff := s.dialect.before(p.StaleThreshold)
-	claimArgs := []any{cutoff}
+	var defs string
+	var defArgs []any
 	if len(p.Definitions) > 0 {
 		pairs := make([]string, len(p.Definitions))
 		for i, d := range p.Definitions {
@@ -177,23 +183,42 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 				return nil, err
 			}
 			pairs[i] = "(?, ?)"
-			claimArgs = append(claimArgs, d.ID, d.Version)
+			defArgs = append(defArgs, d.ID, d.Version)
 		}
-		claimable += " AND (definition_id, definition_version) IN (" + strings.Join(pairs, ", ") + ")"
+		defs = " AND (definition_id, definition_version) IN (" + strings.Join(pairs, ", ") + ")"
 	}
-	// The rows are picked once, in a materialized CTE: as a subquery of the
-	// UPDATE, PostgreSQL may run the pick again for each row it updates, and
-	// then claims far more than the limit. "version = ?" takes the plugin's
-	// bump expression, so every writer bumps the version the same way.
-	args := append(append([]any{}, claimArgs...), p.Limit, p.NodeID, optimisticlock.Bump("version"), now, now)
-	args = append(args, claimArgs...)
+	// Two picks, each in a materialized CTE (as a subquery of the UPDATE,
+	// PostgreSQL may run a pick again for each row it updates, and claim far
+	// more than the limit); the dialect's claim lock makes concurrent claimers
+	// skip each other's rows:
+	//   - due: live executions whose last_heartbeat has passed, unowned (new,
+	//     handed back, or parked until now) or stale. "live_heartbeat <= now"
+	//     bounds the index range, so executions parked until later are
+	//     never read;
+	//   - signalled: parked executions that a stored signal they wait for
+	//     makes due, found from the pending signals.
+	// The UPDATE re-checks what makes a row claimable, so one that changed
+	// in between is not taken. "version = ?" takes the plugin's bump.
+	lock := s.dialect.claimLock()
+	query := `WITH due AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE ` + liveStatuses +
+		` AND live_heartbeat <= ? AND (node_id IS NULL OR live_heartbeat < ?)` + defs +
+		` ORDER BY live_heartbeat, execution_id LIMIT ?` + lock + `), ` +
+		`signalled AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE ` + liveStatuses +
+		` AND node_id IS NULL AND wait_signal IS NOT NULL AND execution_id IN (SELECT execution_id FROM signals)` +
+		` AND EXISTS (SELECT 1 FROM signals s WHERE s.execution_id = workflow_executions.execution_id AND s.signal_name = workflow_executions.wait_signal)` +
+		defs + ` LIMIT ?` + lock + `), ` +
+		`picked AS MATERIALIZED (SELECT execution_id FROM due UNION SELECT execution_id FROM signalled LIMIT ?) ` +
+		`UPDATE workflow_executions SET node_id = ?, version = ?, last_heartbeat = ?, wait_signal = NULL, updated_at = ? ` +
+		`WHERE execution_id IN (SELECT execution_id FROM picked) AND ` + liveStatuses + ` AND (node_id IS NULL OR live_heartbeat < ?)` +
+		returningExecution
+	args := []any{now, cutoff}
+	args = append(args, defArgs...)
+	args = append(args, p.Limit)
+	args = append(args, defArgs...)
+	args = append(args, p.Limit, p.Limit, p.NodeID, optimisticlock.Bump("version"), now, now, cutoff)
 	var claimed []models.WorkflowExecution
 	err := s.run(ctx, func(db *gorm.DB) error {
-		return db.Raw(`WITH picked AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE `+claimable+
-			` ORDER BY live_heartbeat, execution_id LIMIT ?`+s.dialect.claimLock()+`) `+
-			`UPDATE workflow_executions SET node_id = ?, version = ?, last_heartbeat = ?, updated_at = ? `+
-			`WHERE execution_id IN (SELECT execution_id FROM picked) AND `+claimable+returningExecution,
-			args...).Scan(&claimed).Error
+		return db.Raw(query, args...).Scan(&claimed).Error
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming executions for %s: %w", p.NodeID, err)
@@ -404,6 +429,58 @@ func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*mo
 	}
 	s.dialect.scanned(&step)
 	return &step, true, nil
+}
+
+// ParkParams is the input of ParkExecution.
+type ParkParams struct {
+	ExecutionID, NodeID string
+	// Until is when the execution is due; zero means only a signal makes it
+	// due. On PostgreSQL it is compared with the server's clock.
+	Until time.Time
+	// Signal, if set, names the signal that makes the execution due at once.
+	Signal string
+}
+
+// parkedForever is the due time of an execution that only a signal wakes:
+// later than any real time, so the due range never reaches it.
+var parkedForever = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
+// ParkExecution implements OwnerRepository.
+func (s *Storage) ParkExecution(ctx context.Context, p ParkParams) error {
+	if err := checkID("execution id", p.ExecutionID); err != nil {
+		return err
+	}
+	if err := checkID("node id", p.NodeID); err != nil {
+		return err
+	}
+	if p.Signal != "" {
+		if err := checkID("signal name", p.Signal); err != nil {
+			return err
+		}
+	}
+	until := p.Until.UTC().Truncate(time.Microsecond)
+	switch {
+	case p.Until.IsZero() && p.Signal == "":
+		return fmt.Errorf("parking execution %s: neither a time nor a signal to wait for: %w", p.ExecutionID, ErrInvalidArgument)
+	case p.Until.IsZero() || until.After(parkedForever):
+		until = parkedForever
+	}
+	var res *gorm.DB
+	_ = s.run(ctx, func(db *gorm.DB) error {
+		res = db.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).
+			UpdateColumns(map[string]any{
+				"node_id": nil, "last_heartbeat": until, "wait_signal": nullable(p.Signal),
+				"updated_at": s.dialect.now(), "version": optimisticlock.Bump("version"),
+			})
+		return res.Error
+	})
+	switch {
+	case res.Error != nil:
+		return fmt.Errorf("parking execution %s: %w", p.ExecutionID, res.Error)
+	case res.RowsAffected == 0:
+		return fmt.Errorf("parking execution %s of %s: %w", p.ExecutionID, p.NodeID, ErrConcurrentUpdate)
+	}
+	return nil
 }
 
 // ReleaseExecution implements OwnerRepository.

@@ -29,6 +29,7 @@ import (
 var executionColumns = []string{
 	"execution_id", "definition_id", "definition_version", "status", "current_step_id", "input", "output",
 	"error", "node_id", "version", "last_heartbeat", "metadata", "created_at", "updated_at", "started_at", "completed_at",
+	"wait_signal",
 }
 
 var signalColumns = []string{"seq", "signal_id", "execution_id", "signal_name", "payload", "received_at"}
@@ -69,7 +70,8 @@ func ExecutionRows(execs ...models.WorkflowExecution) *sqlmock.Rows {
 	for _, e := range execs {
 		rows.AddRow(e.ExecutionID, e.DefinitionID, e.DefinitionVersion, string(e.Status), stringValue(e.CurrentStepID),
 			jsonValue(e.Input), jsonValue(e.Output), stringValue(e.Error), stringValue(e.NodeID), e.Version,
-			timeValue(e.LastHeartbeat), jsonValue(e.Metadata), e.CreatedAt, e.UpdatedAt, timeValue(e.StartedAt), timeValue(e.CompletedAt))
+			timeValue(e.LastHeartbeat), jsonValue(e.Metadata), e.CreatedAt, e.UpdatedAt, timeValue(e.StartedAt), timeValue(e.CompletedAt),
+			stringValue(e.WaitSignal))
 	}
 	return rows
 }

@@ -25,6 +25,11 @@ type dialect interface {
 	// so that concurrent claimers take different rows; "" where writes are
 	// serialized anyway.
 	claimLock() string
+	// signalledPick selects, up to a bound LIMIT, the parked executions
+	// that a stored signal they wait for makes due, and that also match
+	// filter (a condition on workflow_executions); it reads the pending
+	// signals, never every parked execution.
+	signalledPick(filter string) string
 	// shareLock is the suffix of a SELECT, inside a write, that must see the
 	// rows it reads as a concurrent writer leaves them; "" where writes are
 	// serialized anyway.

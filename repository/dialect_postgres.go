@@ -43,6 +43,15 @@ func (postgresDialect) shareLock() string { return " FOR SHARE" }
 
 func (postgresDialect) writableCTE() bool { return true }
 
+// signalledPick: LATERAL makes the planner go from the pending signals to
+// their executions by primary key; a plain join may scan every execution
+// with no owner instead, and they are all the parked ones.
+func (d postgresDialect) signalledPick(filter string) string {
+	return `SELECT w.execution_id FROM (SELECT DISTINCT execution_id, signal_name FROM signals) s ` +
+		`CROSS JOIN LATERAL (SELECT execution_id FROM workflow_executions WHERE execution_id = s.execution_id ` +
+		`AND wait_signal = s.signal_name AND node_id IS NULL AND ` + filter + d.claimLock() + `) w LIMIT ?`
+}
+
 // SQLSTATE codes, https://www.postgresql.org/docs/current/errcodes-appendix.html.
 const (
 	pgUniqueViolation     = "23505"

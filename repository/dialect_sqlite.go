@@ -42,6 +42,14 @@ func (sqliteDialect) shareLock() string { return "" }
 
 func (sqliteDialect) writableCTE() bool { return false }
 
+// signalledPick: CROSS JOIN fixes SQLite's join order, the pending signals
+// outside, each execution looked up by primary key inside; a plain join may
+// scan every execution instead.
+func (sqliteDialect) signalledPick(filter string) string {
+	return `SELECT e.execution_id FROM signals s CROSS JOIN workflow_executions e ON e.execution_id = s.execution_id ` +
+		`AND e.wait_signal = s.signal_name WHERE e.node_id IS NULL AND ` + filter + ` LIMIT ?`
+}
+
 // scanned has nothing to do: both SQLite drivers scan the stored UTC text as
 // UTC.
 func (sqliteDialect) scanned(any) {}

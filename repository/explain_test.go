@@ -26,13 +26,19 @@ func captureQueries(t *testing.T, s *repository.Storage) *captured {
 	t.Helper()
 	c := &captured{}
 	name := "test:capture:" + t.Name()
-	require.NoError(t, s.DB().Callback().Query().After("gorm:query").Register(name, func(db *gorm.DB) {
+	record := func(db *gorm.DB) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.sql = append(c.sql, db.Statement.SQL.String())
 		c.vars = append(c.vars, append([]any(nil), db.Statement.Vars...))
-	}))
-	t.Cleanup(func() { _ = s.DB().Callback().Query().Remove(name) })
+	}
+	// Model queries go through the Query callbacks, raw statements through Row.
+	require.NoError(t, s.DB().Callback().Query().After("gorm:query").Register(name, record))
+	require.NoError(t, s.DB().Callback().Row().After("gorm:row").Register(name, record))
+	t.Cleanup(func() {
+		_ = s.DB().Callback().Query().Remove(name)
+		_ = s.DB().Callback().Row().Remove(name)
+	})
 	return c
 }
 
@@ -105,5 +111,41 @@ func TestExplain_StaleQueryUsesPartialIndex(t *testing.T) {
 		plan := explain(t, s, c.sql[0], c.vars[0])
 		t.Logf("%s plan of %s:\n%s", s.Dialect(), c.sql[0], plan)
 		require.Contains(t, plan, "idx_workflow_executions_stale")
+	})
+}
+
+// TestExplain_ClaimReadsOnlyWhatIsDue: with many executions parked until
+// later, the claim's due pick is a range on the stale index that ends at now.
+func TestExplain_ClaimReadsOnlyWhatIsDue(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		ctx := t.Context()
+		later := time.Now().Add(time.Hour)
+		require.NoError(t, s.Transaction(ctx, func(tx *repository.Storage) error {
+			for range 300 {
+				e, err := tx.CreateExecution(ctx, repository.NewExecution{DefinitionID: "order", DefinitionVersion: "v1", NodeID: "n1"})
+				if err != nil {
+					return err
+				}
+				if err := tx.ParkExecution(ctx, repository.ParkParams{ExecutionID: e.ExecutionID, NodeID: "n1", Until: later, Signal: "go"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		require.NoError(t, s.DB().Exec("ANALYZE").Error)
+
+		c := captureQueries(t, s)
+		_, err := s.ClaimExecutions(ctx, repository.ClaimParams{NodeID: "n2", StaleThreshold: time.Minute, Limit: 10})
+		require.NoError(t, err)
+		require.NotEmpty(t, c.sql)
+		claim := c.sql[len(c.sql)-1]
+		plan := explain(t, s, claim, c.vars[len(c.vars)-1])
+		t.Logf("%s plan of %s:\n%s", s.Dialect(), claim, plan)
+		require.Contains(t, plan, "idx_workflow_executions_stale")
+		// The signalled pick starts from the pending signals, not from the
+		// 300 parked executions.
+		for _, scan := range []string{"SCAN e\n", "SCAN workflow_executions\n", "idx_workflow_executions_node_id", "Seq Scan on workflow_executions"} {
+			require.NotContains(t, plan, scan)
+		}
 	})
 }

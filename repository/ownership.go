@@ -203,10 +203,7 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 	query := `WITH due AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE ` + liveStatuses +
 		` AND live_heartbeat <= ? AND (node_id IS NULL OR live_heartbeat < ?)` + defs +
 		` ORDER BY live_heartbeat, execution_id LIMIT ?` + lock + `), ` +
-		`signalled AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE ` + liveStatuses +
-		` AND node_id IS NULL AND wait_signal IS NOT NULL AND execution_id IN (SELECT execution_id FROM signals)` +
-		` AND EXISTS (SELECT 1 FROM signals s WHERE s.execution_id = workflow_executions.execution_id AND s.signal_name = workflow_executions.wait_signal)` +
-		defs + ` LIMIT ?` + lock + `), ` +
+		`signalled AS MATERIALIZED (` + s.dialect.signalledPick(liveStatuses+defs) + `), ` +
 		`picked AS MATERIALIZED (SELECT execution_id FROM due UNION SELECT execution_id FROM signalled LIMIT ?) ` +
 		`UPDATE workflow_executions SET node_id = ?, version = ?, last_heartbeat = ?, wait_signal = NULL, updated_at = ? ` +
 		`WHERE execution_id IN (SELECT execution_id FROM picked) AND ` + liveStatuses + ` AND (node_id IS NULL OR live_heartbeat < ?)` +

@@ -17,6 +17,9 @@ const (
 	StaleThresholdDefault    = 10 * time.Second
 	PollIntervalDefault      = time.Second
 	MaxConcurrentDefault     = 64
+	// DrainTimeoutDefault is how long a stopping engine lets running steps
+	// finish before it ends their context.
+	DrainTimeoutDefault = 10 * time.Second
 	// MaxStepCrashesDefault is how many attempts of one step may die with their
 	// node (leave no outcome) before the workflow is failed instead of resumed
 	// again.
@@ -49,6 +52,10 @@ type Config struct {
 	// MaxStepCrashes bounds the attempts of one step that may die with their
 	// node (default MaxStepCrashesDefault).
 	MaxStepCrashes int
+	// DrainTimeout is how long, once Run's context ends, steps already
+	// running may go on before their context ends too (default
+	// DrainTimeoutDefault). No new step starts meanwhile.
+	DrainTimeout time.Duration
 	// Logger receives the engine's logs (default: discard).
 	Logger *slog.Logger
 	// Clock is the time workflows wait by (default: the system clock).
@@ -74,6 +81,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = MaxConcurrentDefault
 	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DrainTimeoutDefault
+	}
 	if c.MaxStepCrashes == 0 {
 		c.MaxStepCrashes = MaxStepCrashesDefault
 	}
@@ -88,7 +98,7 @@ func (c Config) withDefaults() Config {
 
 func (c Config) validate() error {
 	switch {
-	case c.HeartbeatInterval < 0 || c.StaleThreshold < 0 || c.PollInterval < 0 || c.MaxConcurrent < 0 || c.MaxStepCrashes < 0:
+	case c.HeartbeatInterval < 0 || c.StaleThreshold < 0 || c.PollInterval < 0 || c.MaxConcurrent < 0 || c.MaxStepCrashes < 0 || c.DrainTimeout < 0:
 		return fmt.Errorf("negative setting: %w", ErrInvalidConfig)
 	case c.StaleThreshold <= c.HeartbeatInterval:
 		return fmt.Errorf("stale threshold %s must exceed heartbeat interval %s: %w", c.StaleThreshold, c.HeartbeatInterval, ErrInvalidConfig)

@@ -33,6 +33,9 @@ type Engine struct {
 	workflows map[definitionKey]*registration
 	running   map[string]*execution // executions in flight on this node
 	runCtx    context.Context       // Run's context while Run is going, else nil
+	// workCtx is the context of the executions' runs: it outlives Run's by
+	// up to DrainTimeout, so that running steps may finish.
+	workCtx context.Context
 	finished  map[string]chan struct{}
 	signals   map[string]chan struct{}
 	wg        sync.WaitGroup
@@ -343,10 +346,12 @@ func sameValue(a, b any) bool {
 }
 
 // Run recovers this node's work, then runs executions, heartbeats and sweeps
-// for work nobody runs, until ctx ends. It then stops the workflows in flight
-// at their current step, journals what completed, and hands each back
-// (unowned), so that any node resumes it at its next sweep. It returns nil
-// once every workflow goroutine has returned, on every path.
+// for work nobody runs, until ctx ends. Then it drains: it claims nothing
+// more, workflows start no new step, steps already running get up to
+// Config.DrainTimeout to finish (then their context ends), what completed is
+// journaled, and each execution is handed back (unowned) so that another
+// node resumes it at once. Heartbeats go on until then. It returns nil once
+// every workflow goroutine has returned, on every path.
 func (e *Engine) Run(ctx context.Context) error {
 	if err := e.cfg.validate(); err != nil {
 		return err
@@ -357,6 +362,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("engine %s is already running: %w", e.cfg.NodeID, ErrInvalidConfig)
 	}
 	e.runCtx = ctx
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	e.workCtx = work
 	regs := make([]*registration, 0, len(e.workflows))
 	keys := make([]repository.DefinitionKey, 0, len(e.workflows))
 	for key, reg := range e.workflows {
@@ -364,13 +371,22 @@ func (e *Engine) Run(ctx context.Context) error {
 		keys = append(keys, repository.DefinitionKey{ID: key.id, Version: key.version})
 	}
 	e.mu.Unlock()
-	// Every return path stops new resumes, then waits for the workflows in
-	// flight, including those Start began while Run was still starting up.
+	// Heartbeats outlive ctx too: a draining node still owns what it runs.
+	beats, stopBeats := context.WithCancel(context.WithoutCancel(ctx))
+	// Every return path stops new resumes, then drains: workflows start no
+	// new step, running steps get up to DrainTimeout to finish, then their
+	// context ends; completions are journaled and each execution is handed
+	// back. Run returns once every workflow goroutine has, including those
+	// Start began while Run was still starting up.
 	defer func() {
 		e.mu.Lock()
 		e.runCtx = nil
 		e.mu.Unlock()
+		drain := time.AfterFunc(e.cfg.DrainTimeout, stopWork)
 		e.wg.Wait()
+		drain.Stop()
+		stopWork()
+		stopBeats()
 	}()
 	for _, reg := range regs {
 		if err := e.saveDefinition(ctx, reg); err != nil {
@@ -396,7 +412,24 @@ func (e *Engine) Run(ctx context.Context) error {
 	if _, err := svc.RecoverOnStartup(ctx, e.cfg.StaleThreshold, e.cfg.HeartbeatInterval); err != nil && ctx.Err() == nil {
 		return err
 	}
-	return svc.Run(ctx)
+	served := make(chan error, 1)
+	go func() { served <- svc.Run(beats) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	// Draining: no resume and no claim (no free slot); heartbeats go on
+	// until the runs have returned.
+	e.mu.Lock()
+	e.runCtx = nil
+	e.mu.Unlock()
+	drain := time.AfterFunc(e.cfg.DrainTimeout, stopWork)
+	e.wg.Wait()
+	drain.Stop()
+	stopBeats()
+	<-served
+	return nil
 }
 
 // freeSlots is how many more executions a sweep may claim: none for an
@@ -404,8 +437,8 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) freeSlots() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.workflows) == 0 {
-		return 0
+	if len(e.workflows) == 0 || e.runCtx == nil {
+		return 0 // nothing to run, or draining
 	}
 	return e.cfg.MaxConcurrent - len(e.running) - e.reserved
 }
@@ -456,7 +489,7 @@ func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, res
 		return fmt.Errorf("resuming %s: engine %s has no free slot", exec.ExecutionID, e.cfg.NodeID)
 	}
 	defer e.mu.Unlock()
-	x := newExecution(e, e.runCtx, exec)
+	x := newExecution(e, e.runCtx, e.workCtx, exec)
 	e.running[exec.ExecutionID] = x
 	e.wg.Add(1)
 	go func() {

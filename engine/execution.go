@@ -26,8 +26,11 @@ type execution struct {
 	deadline time.Time
 }
 
-func newExecution(e *Engine, parent context.Context, exec *models.WorkflowExecution) *execution {
-	ctx, cancel := context.WithCancelCause(parent)
+// newExecution prepares a run: parent is Run's context, whose end stops the
+// workflow at its next step or wait; work, which ends DrainTimeout later, is
+// the context of its steps.
+func newExecution(e *Engine, parent, work context.Context, exec *models.WorkflowExecution) *execution {
+	ctx, cancel := context.WithCancelCause(work)
 	return &execution{engine: e, id: exec.ExecutionID, exec: exec, ctx: ctx, cancel: cancel, parent: parent}
 }
 
@@ -42,6 +45,9 @@ func (x *execution) isParked() bool { return errors.Is(context.Cause(x.ctx), err
 // stopping, else what stopped it.
 func (x *execution) cause() error {
 	if x.ctx.Err() == nil {
+		if x.parent.Err() != nil {
+			return errShutdown // draining: no new step, no wait
+		}
 		return nil
 	}
 	cause := context.Cause(x.ctx)
@@ -115,6 +121,9 @@ func (x *execution) run() (retry bool) {
 	// workflow may return an error that wraps ErrCancelled while nobody
 	// cancelled it, and that is its failure.
 	cause := x.cause()
+	if errors.Is(cause, errShutdown) && err == nil && x.ctx.Err() == nil && flushErr == nil {
+		cause = nil // it returned while the engine drained: it is done
+	}
 	if cause == nil && flushErr != nil {
 		cause = flushErr
 	}

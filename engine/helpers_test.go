@@ -15,7 +15,7 @@ import (
 
 // fast keeps tests quick: a node is presumed dead after half a second.
 func fast(node string) engine.Config {
-	return engine.Config{NodeID: node, HeartbeatInterval: 50 * time.Millisecond, StaleThreshold: 500 * time.Millisecond, PollInterval: 20 * time.Millisecond}
+	return engine.Config{NodeID: node, HeartbeatInterval: 50 * time.Millisecond, StaleThreshold: 500 * time.Millisecond, PollInterval: 20 * time.Millisecond, DrainTimeout: 100 * time.Millisecond}
 }
 
 func forEachDialect(t *testing.T, fn func(t *testing.T, s *repository.Storage)) {

@@ -255,3 +255,58 @@ func TestHelperParkScale(t *testing.T) {
 		require.Equal(t, fmt.Sprint(i), out)
 	}
 }
+
+// TestDrain_RunningStepFinishesAndIsHandedOver: when Run's context ends, a
+// running step may finish (within DrainTimeout), its result is journaled, no
+// new step starts, and the execution is handed back: another node resumes it
+// at once, without running the finished step again.
+func TestDrain_RunningStepFinishesAndIsHandedOver(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		var first, second atomic.Int32
+		entered := make(chan struct{}, 1)
+		release := make(chan struct{})
+		twoSteps := engine.Define("drain", "v1", func(ctx *engine.Context, _ int) (string, error) {
+			if _, err := engine.Step(ctx, "first", func(c context.Context) (int32, error) {
+				select {
+				case entered <- struct{}{}:
+				default:
+				}
+				<-release // finishes only after Run's context ended
+				return first.Add(1), nil
+			}); err != nil {
+				return "", err
+			}
+			return engine.Step(ctx, "second", func(context.Context) (string, error) {
+				second.Add(1)
+				return "done", nil
+			})
+		})
+		cfg := fast("old")
+		cfg.DrainTimeout = time.Minute
+		old := engine.New(s, cfg)
+		require.NoError(t, old.Register(twoSteps))
+		runCtx, stop := context.WithCancel(t.Context())
+		ran := make(chan error, 1)
+		go func() { ran <- old.Run(runCtx) }()
+		h, err := twoSteps.Start(t.Context(), old, 0)
+		require.NoError(t, err)
+		receive(t, entered)
+		stop()         // Run's context has ended...
+		close(release) // ...and only then does the step finish
+		require.NoError(t, receive(t, ran))
+		require.Equal(t, []string{"first:COMPLETED"}, statuses(history(t, s, h.ID())), "the step finished in the drain, the next did not start")
+		exec, err := h.Execution(t.Context())
+		require.NoError(t, err)
+		require.Nil(t, exec.NodeID, "handed back")
+
+		cfg = engine.Config{NodeID: "new", HeartbeatInterval: time.Minute, StaleThreshold: time.Hour, PollInterval: 20 * time.Millisecond}
+		next := engine.New(s, cfg)
+		require.NoError(t, next.Register(twoSteps))
+		run(t, next)
+		out, err := h.Result(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, "done", out)
+		require.EqualValues(t, 1, first.Load(), "the drained step did not run again")
+		require.EqualValues(t, 1, second.Load())
+	})
+}

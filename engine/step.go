@@ -279,6 +279,8 @@ func (c *Context) wait(d time.Duration) error {
 		return nil
 	case <-c.Done():
 		return c.stopped()
+	case <-c.x.parent.Done(): // draining
+		return c.stopped()
 	}
 }
 

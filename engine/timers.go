@@ -127,6 +127,8 @@ func (c *Context) awaitSignal(stepID, name string, timeout time.Duration) (json.
 		case <-poll.C:
 		case <-c.Done():
 			return nil, c.stopped()
+		case <-c.x.parent.Done(): // draining
+			return nil, c.stopped()
 		case <-expired:
 			// Look once more before timing out: a signal stored before the
 			// deadline wins, even when its wake-up and the deadline are

@@ -35,11 +35,11 @@ type Engine struct {
 	runCtx    context.Context       // Run's context while Run is going, else nil
 	// workCtx is the context of the executions' runs: it outlives Run's by
 	// up to DrainTimeout, so that running steps may finish.
-	workCtx context.Context
-	finished  map[string]chan struct{}
-	signals   map[string]chan struct{}
-	wg        sync.WaitGroup
-	sweepNow  chan struct{}
+	workCtx  context.Context
+	finished map[string]chan struct{}
+	signals  map[string]chan struct{}
+	wg       sync.WaitGroup
+	sweepNow chan struct{}
 	// backlog is set once Start has left an execution unowned for lack of a
 	// slot; from then on every finished execution triggers a sweep at once.
 	backlog atomic.Bool

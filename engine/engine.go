@@ -35,11 +35,15 @@ type Engine struct {
 	runCtx    context.Context       // Run's context while Run is going, else nil
 	// workCtx is the context of the executions' runs: it outlives Run's by
 	// up to DrainTimeout, so that running steps may finish.
-	workCtx  context.Context
-	finished map[string]chan struct{}
-	signals  map[string]chan struct{}
-	wg       sync.WaitGroup
-	sweepNow chan struct{}
+	workCtx context.Context
+	// startsHere: Start may run what it creates on this node; set once
+	// RecoverOnStartup is done, so that recovery never resumes, from an
+	// older read, an execution Start already ran here.
+	startsHere bool
+	finished   map[string]chan struct{}
+	signals    map[string]chan struct{}
+	wg         sync.WaitGroup
+	sweepNow   chan struct{}
 	// backlog is set once Start has left an execution unowned for lack of a
 	// slot; from then on every finished execution triggers a sweep at once.
 	backlog atomic.Bool
@@ -51,6 +55,7 @@ type Engine struct {
 	retrying map[string]bool
 	// reserved counts slots Start has taken for executions it is creating.
 	reserved int
+	wake     wakeState // Awaits woken by pushed events (wake.go)
 }
 
 var _ recovery.Resumer = (*Engine)(nil)
@@ -179,7 +184,7 @@ func (e *Engine) start(ctx context.Context, known *models.WorkflowDefinition, de
 	// more than MaxConcurrent at once.
 	e.mu.Lock()
 	runCtx := e.runCtx
-	reserved := local && runCtx != nil && e.cfg.MaxConcurrent-len(e.running)-e.reserved > 0
+	reserved := local && runCtx != nil && e.startsHere && e.cfg.MaxConcurrent-len(e.running)-e.reserved > 0
 	if reserved {
 		e.reserved++
 		nx.NodeID = e.cfg.NodeID
@@ -380,7 +385,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	// Start began while Run was still starting up.
 	defer func() {
 		e.mu.Lock()
-		e.runCtx = nil
+		e.runCtx, e.startsHere = nil, false
 		e.mu.Unlock()
 		drain := time.AfterFunc(e.cfg.DrainTimeout, stopWork)
 		e.wg.Wait()
@@ -396,6 +401,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			return fmt.Errorf("saving definition %s@%s: %w", reg.def.ID, reg.def.Version, err)
 		}
 	}
+	defer e.listen(ctx)() // pushed wake-ups while Run goes, drain included (wake.go)
 	svc := recovery.NewService(e.store, e.cfg.NodeID,
 		recovery.WithResumer(e),
 		recovery.WithLogger(e.cfg.Logger),
@@ -408,10 +414,14 @@ func (e *Engine) Run(ctx context.Context) error {
 		recovery.WithRunning(e.runningIDs),
 		recovery.WithSweepTrigger(e.sweepNow),
 		recovery.WithDefinitions(keys...), // claim only what this node can run
+		recovery.WithFairShare(),
 	)
 	if _, err := svc.RecoverOnStartup(ctx, e.cfg.StaleThreshold, e.cfg.HeartbeatInterval); err != nil && ctx.Err() == nil {
 		return err
 	}
+	e.mu.Lock()
+	e.startsHere = true
+	e.mu.Unlock()
 	served := make(chan error, 1)
 	go func() { served <- svc.Run(beats) }()
 	select {
@@ -422,7 +432,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	// Draining: no resume and no claim (no free slot); heartbeats go on
 	// until the runs have returned.
 	e.mu.Lock()
-	e.runCtx = nil
+	e.runCtx, e.startsHere = nil, false
 	e.mu.Unlock()
 	drain := time.AfterFunc(e.cfg.DrainTimeout, stopWork)
 	e.wg.Wait()
@@ -664,6 +674,7 @@ func (e *Engine) Await(ctx context.Context, executionID string) (*models.Workflo
 			}
 		}
 		e.mu.Unlock()
+		done = e.remoteEnd(executionID, done) // else an "ended" event, or PollInterval (wake.go)
 		exec, err := e.store.GetExecution(ctx, executionID)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -170,36 +170,41 @@ func (s *stallSaves) SaveDefinition(ctx context.Context, d *models.WorkflowDefin
 	return s.WorkflowStorage.SaveDefinition(ctx, d)
 }
 
-// TestEngine_RunWaitsForWorkflowsWhenStoppedInStartup: Run's context ends
-// while Run still saves definitions and a workflow Start began runs; Run
-// returns only once that workflow has stopped.
-func TestEngine_RunWaitsForWorkflowsWhenStoppedInStartup(t *testing.T) {
+// TestEngine_StartDuringStartupLeavesItForAnyNode: while Run still starts up
+// (here it saves definitions, stalled), Start does not run the execution
+// here: it stays unowned, Run returns as soon as its context ends, and
+// another node runs it. (Started here, a recovery that read the execution
+// before could resume it a second time.)
+func TestEngine_StartDuringStartupLeavesItForAnyNode(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		store := &stallSaves{WorkflowStorage: s, entered: make(chan struct{}, 1)}
-		e := engine.New(store, fast("startup"))
-		var inStep, stepDone atomic.Bool
-		started := make(chan struct{})
-		require.NoError(t, e.Register(engine.Dynamic(def("blocker"), func(*engine.Context, json.RawMessage) (any, error) { return nil, nil })))
-		require.NoError(t, e.Register(engine.Dynamic(def("work"), func(ctx *engine.Context, _ json.RawMessage) (any, error) {
-			return engine.Step(ctx, "slow", func(c context.Context) (bool, error) {
-				inStep.Store(true)
-				close(started)
-				<-c.Done()
-				time.Sleep(50 * time.Millisecond) // a step that takes a moment to wind down
-				stepDone.Store(true)
-				return true, nil
+		var runs atomic.Int32
+		work := func(ctx *engine.Context, _ json.RawMessage) (any, error) {
+			return engine.Step(ctx, "work", func(context.Context) (string, error) {
+				runs.Add(1)
+				return ctx.NodeID(), nil
 			})
-		})))
+		}
+		e := engine.New(store, fast("startup"))
+		require.NoError(t, e.Register(engine.Dynamic(def("blocker"), func(*engine.Context, json.RawMessage) (any, error) { return nil, nil })))
+		require.NoError(t, e.Register(engine.Dynamic(def("work"), work)))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- e.Run(ctx) }()
 		receive(t, store.entered)
-		_, err := e.Start(t.Context(), "work", "v1", nil)
+		id, err := e.Start(t.Context(), "work", "v1", nil)
 		require.NoError(t, err)
-		receive(t, started)
+		exec, err := s.GetExecution(t.Context(), id)
+		require.NoError(t, err)
+		require.Nil(t, exec.NodeID, "left for any node")
 		cancel()
 		require.NoError(t, receive(t, done))
-		require.True(t, stepDone.Load(), "Run returned while a workflow still ran")
+		require.Zero(t, runs.Load())
+
+		exec = runAgain(t, s, "other", "work", work, id)
+		require.Equal(t, models.ExecutionCompleted, exec.Status)
+		require.JSONEq(t, `"other"`, string(exec.Output))
+		require.EqualValues(t, 1, runs.Load())
 	})
 }
 

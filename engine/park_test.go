@@ -310,3 +310,56 @@ func TestDrain_RunningStepFinishesAndIsHandedOver(t *testing.T) {
 		require.EqualValues(t, 1, second.Load())
 	})
 }
+
+// TestShare_ThreeNodesShareTheBacklog: 300 queued one-second workflows and
+// three nodes: each runs between 20% and 47% of them.
+func TestShare_ThreeNodesShareTheBacklog(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		work := engine.Define("share", "v1", func(ctx *engine.Context, _ int) (string, error) {
+			return engine.Step(ctx, "work", func(c context.Context) (string, error) {
+				select {
+				case <-time.After(time.Second):
+				case <-c.Done():
+				}
+				return ctx.NodeID(), c.Err()
+			})
+		})
+		nodes := []string{"a", "b", "c"}
+		for _, n := range nodes {
+			e := engine.New(s, fast(n))
+			require.NoError(t, e.Register(work))
+			run(t, e)
+		}
+		// Every node has beaten before the work is queued.
+		deadline := time.Now().Add(time.Minute)
+		for {
+			var alive int64
+			require.NoError(t, s.DB().Table("workflow_nodes").Count(&alive).Error)
+			if alive == int64(len(nodes)) {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "nodes did not beat")
+			time.Sleep(10 * time.Millisecond)
+		}
+		client := engine.New(s, fast("client"))
+		handles := make([]*engine.Handle[string], 300)
+		for i := range handles {
+			var err error
+			handles[i], err = work.Start(t.Context(), client, i)
+			require.NoError(t, err)
+		}
+		ran := map[string]int{}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+		defer cancel()
+		for _, h := range handles {
+			node, err := h.Result(ctx)
+			require.NoError(t, err)
+			ran[node]++
+		}
+		t.Logf("%s: %v", s.Dialect(), ran)
+		for _, n := range nodes {
+			require.GreaterOrEqual(t, ran[n], 60, "node %s ran %d of 300", n, ran[n])
+			require.LessOrEqual(t, ran[n], 141, "node %s ran %d of 300", n, ran[n])
+		}
+	})
+}

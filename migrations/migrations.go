@@ -24,6 +24,8 @@ const (
 	IDSteps       = "004_step_executions"
 	IDSignals     = "005_signals"
 	IDParkedWaits = "006_parked_waits"
+	IDNodes       = "007_workflow_nodes"
+	IDWakeUps     = "008_wake_ups"
 )
 
 // TableName is where Migrate records the applied migrations. It is not
@@ -115,6 +117,8 @@ func All() []*gormigrate.Migration {
 		migration(IDSteps, stepsUp, "step_executions"),
 		migration(IDSignals, signalsUp, "signals"),
 		alteration(IDParkedWaits, parkedWaitsUp, parkedWaitsDown),
+		migration(IDNodes, nodesUp, "workflow_nodes"),
+		alteration(IDWakeUps, wakeUpsUp, wakeUpsDown),
 	}
 }
 

@@ -22,6 +22,9 @@ import (
 
 var tables = []string{"workflow_definitions", "workflow_executions", "workflow_execution_labels", "step_executions", "signals"}
 
+// laterTables are the tables of the migrations after 006.
+var laterTables = map[string]string{migrations.IDNodes: "workflow_nodes"}
+
 // sqliteFile is a database file with the pragmas the repository uses.
 func sqliteFile(path string) gorm.Dialector {
 	return sqlite.Open("file:" + path + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_txlock=immediate")
@@ -67,11 +70,25 @@ func TestMigrate_RerunIsNoOpAndRollbackUndoes(t *testing.T) {
 		require.NoError(t, migrations.Migrate(ctx, db))
 		require.NoError(t, migrations.Migrate(ctx, db), "rerunning is a no-op")
 		want := []string{migrations.IDDefinitions, migrations.IDExecutions, migrations.IDLabels, migrations.IDSteps, migrations.IDSignals, migrations.IDParkedWaits}
+		for _, m := range migrations.All()[len(want):] {
+			want = append(want, m.ID)
+		}
 		require.Equal(t, want, applied(t, db))
 		for _, table := range tables {
 			require.True(t, db.Migrator().HasTable(table), table)
 		}
 		require.True(t, db.Migrator().HasColumn("workflow_executions", "wait_signal"))
+
+		// The migrations after 006, newest first: each rollback undoes one.
+		for len(want) > 6 {
+			last := want[len(want)-1]
+			require.NoError(t, migrations.RollbackLast(ctx, db))
+			if table, ok := laterTables[last]; ok {
+				require.False(t, db.Migrator().HasTable(table), "rollback of %s", last)
+			}
+			want = want[:len(want)-1]
+			require.Equal(t, want, applied(t, db))
+		}
 
 		// 006 alters a table: its rollback drops the column, keeps the rows.
 		require.NoError(t, migrations.RollbackLast(ctx, db))
@@ -86,15 +103,15 @@ func TestMigrate_RerunIsNoOpAndRollbackUndoes(t *testing.T) {
 			require.Equal(t, want[:i], applied(t, db))
 		}
 		require.NoError(t, migrations.Migrate(ctx, db), "migrating again after a full rollback")
-		require.Equal(t, append(want, migrations.IDParkedWaits), applied(t, db))
+		require.Len(t, applied(t, db), len(migrations.All()))
 	})
 }
 
 func TestAll_OrderAndRollbacks(t *testing.T) {
 	t.Parallel()
 	all := migrations.All()
-	require.Len(t, all, 6)
-	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals", "006_parked_waits"} {
+	require.Len(t, all, 8)
+	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals", "006_parked_waits", "007_workflow_nodes", "008_wake_ups"} {
 		require.Equal(t, id, all[i].ID)
 		require.NotNil(t, all[i].Rollback, id)
 	}

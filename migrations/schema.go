@@ -216,3 +216,102 @@ var parkedWaitsDown = ddl{
 		`ALTER TABLE workflow_executions DROP COLUMN wait_signal`,
 	},
 }
+
+// Nodes. Each engine upserts its row at every heartbeat, so that a sweep can
+// count the live nodes, idle ones included, and claim only its fair share of
+// the backlog.
+var nodesUp = ddl{
+	postgres: []string{
+		`CREATE TABLE workflow_nodes (
+			node_id    TEXT COLLATE "C" PRIMARY KEY,
+			started_at TIMESTAMPTZ NOT NULL,
+			last_seen  TIMESTAMPTZ NOT NULL
+		)`,
+	},
+	sqlite: []string{
+		`CREATE TABLE workflow_nodes (
+			node_id    TEXT PRIMARY KEY,
+			started_at DATETIME NOT NULL,
+			last_seen  DATETIME NOT NULL
+		)`,
+	},
+	common: []string{
+		`CREATE INDEX idx_workflow_nodes_last_seen ON workflow_nodes (last_seen)`,
+	},
+}
+
+// Pushed wake-ups (PostgreSQL only; migration 008). Triggers NOTIFY, in the transaction of
+// the change, so the notification is delivered at commit and never for a
+// rolled-back change, on one channel per schema, workflow_events_channel(the
+// schema): "workflow_events.<schema>", or the schema's md5 when the name is
+// long, since a channel name must fit in 63 bytes. The payload is
+// "kind:execution_id":
+//   - claimable: an execution became unowned, live and due (created without
+//     an owner, released, parked until now or for a signal already stored);
+//   - signal: a signal was stored for the execution;
+//   - ended: the execution became terminal (COMPLETED, FAILED, CANCELLED,
+//     TIMED_OUT); a Cancel is one.
+//
+// Listeners are a shortcut, never the guarantee: a notification nobody heard
+// loses nothing, since sweeps and Await still poll. The triggers fire only
+// when node_id or status is written (never for a heartbeat or a step
+// checkpoint), and their WHEN conditions keep a claim, a park until later or
+// a status change between live states from calling PL/pgSQL at all. The
+// functions resolve names with the search_path they were created with, so
+// an app's session with another search_path notifies the same channel.
+// SQLite has no NOTIFY: engines in one process tell each other in memory.
+const (
+	terminalStatusesSQL = `('COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT')`
+	notifyClaimableWhen = `NEW.node_id IS NULL AND NEW.status IN ` + liveStatusesSQL
+)
+
+var wakeUpsUp = ddl{
+	postgres: []string{
+		`CREATE FUNCTION workflow_events_channel(schema_name TEXT) RETURNS TEXT
+			LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+			SELECT 'workflow_events.' || CASE WHEN octet_length(schema_name) <= 40 THEN schema_name ELSE md5(schema_name) END
+		$$`,
+		`CREATE FUNCTION workflow_notify_execution() RETURNS trigger
+			LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+		BEGIN
+			IF NEW.status IN ` + terminalStatusesSQL + ` THEN
+				PERFORM pg_notify(workflow_events_channel(TG_TABLE_SCHEMA), 'ended:' || NEW.execution_id);
+			ELSIF NEW.last_heartbeat <= clock_timestamp() OR (NEW.wait_signal IS NOT NULL AND EXISTS (
+					SELECT 1 FROM signals WHERE execution_id = NEW.execution_id AND signal_name = NEW.wait_signal)) THEN
+				PERFORM pg_notify(workflow_events_channel(TG_TABLE_SCHEMA), 'claimable:' || NEW.execution_id);
+			END IF;
+			RETURN NULL;
+		END
+		$$`,
+		`CREATE FUNCTION workflow_notify_signal() RETURNS trigger
+			LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+		BEGIN
+			PERFORM pg_notify(workflow_events_channel(TG_TABLE_SCHEMA), 'signal:' || NEW.execution_id);
+			RETURN NULL;
+		END
+		$$`,
+		`CREATE TRIGGER workflow_executions_notify_insert AFTER INSERT ON workflow_executions
+			FOR EACH ROW WHEN ((` + notifyClaimableWhen + `) OR NEW.status IN ` + terminalStatusesSQL + `)
+			EXECUTE FUNCTION workflow_notify_execution()`,
+		// A parked execution woken by its signal is claimed (node_id set):
+		// no notification. One handed back, or revived by hand, is.
+		`CREATE TRIGGER workflow_executions_notify_update AFTER UPDATE OF node_id, status ON workflow_executions
+			FOR EACH ROW WHEN (
+				(NEW.status IN ` + terminalStatusesSQL + ` AND OLD.status NOT IN ` + terminalStatusesSQL + `)
+				OR (` + notifyClaimableWhen + ` AND (OLD.node_id IS NOT NULL OR OLD.status NOT IN ` + liveStatusesSQL + `)))
+			EXECUTE FUNCTION workflow_notify_execution()`,
+		`CREATE TRIGGER workflow_signals_notify AFTER INSERT ON signals
+			FOR EACH ROW EXECUTE FUNCTION workflow_notify_signal()`,
+	},
+}
+
+var wakeUpsDown = ddl{
+	postgres: []string{
+		`DROP TRIGGER IF EXISTS workflow_signals_notify ON signals`,
+		`DROP TRIGGER IF EXISTS workflow_executions_notify_update ON workflow_executions`,
+		`DROP TRIGGER IF EXISTS workflow_executions_notify_insert ON workflow_executions`,
+		`DROP FUNCTION IF EXISTS workflow_notify_signal()`,
+		`DROP FUNCTION IF EXISTS workflow_notify_execution()`,
+		`DROP FUNCTION IF EXISTS workflow_events_channel(TEXT)`,
+	},
+}

@@ -79,3 +79,10 @@ func WithSweepTrigger(now <-chan struct{}) Option { return func(s *Service) { s.
 func WithDefinitions(defs ...repository.DefinitionKey) Option {
 	return func(s *Service) { s.definitions = defs }
 }
+
+// WithFairShare makes every sweep claim at most its share of the backlog:
+// the executions claimable now divided by the nodes alive (those that beat
+// within the stale threshold, idle ones too), at least one, so that a node
+// does not take all the queued work while its peers sit idle. It costs one
+// counting statement per sweep.
+func WithFairShare() Option { return func(s *Service) { s.fairShare = true } }

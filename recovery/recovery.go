@@ -29,10 +29,11 @@ type Resumer interface {
 	Resume(ctx context.Context, exec *models.WorkflowExecution) error
 }
 
-// Report counts what RecoverOnStartup did. Total executions were considered;
+// Report counts what RecoverOnStartup did. Total executions were taken on:
 // Recovered were this node's own, Claimed had no owner, Transferred were taken
-// from a stale node; Failed could not be taken over or resumed. Executions
-// another node took first, or that a live node owns, are in Total only.
+// from a stale node; Failed could not be resumed (or, for this node's own,
+// not taken back). Executions another node took first, or that a live node
+// owns, are not counted.
 type Report struct {
 	Total, Recovered, Claimed, Transferred, Failed int
 }
@@ -54,6 +55,7 @@ type Service struct {
 	running           func() []string
 	sweepNow          <-chan struct{}
 	definitions       []repository.DefinitionKey
+	fairShare         bool
 }
 
 // NewService returns the recovery service of node nodeID.
@@ -92,11 +94,13 @@ func (s *Service) validate() error {
 }
 
 // RecoverOnStartup resumes the live executions this node owns whose heartbeat
-// is fresh, and takes over (then resumes) those that are unowned, stale, or
-// this node's own but stale, with the version it read. An execution another
-// node took first is skipped quietly, and so is other nodes' work once the
-// capacity (WithCapacity) is used up. Non-zero staleThreshold and
-// heartbeatInterval also become the settings of a later Run.
+// is fresh, then claims, a batch per statement, what is unowned and due or
+// stale (this node's own stale work included), as the capacity
+// (WithCapacity) and the fair share (WithFairShare) allow, and resumes it.
+// It reads this node's executions and the stale ones, never every live
+// execution. An execution another node took first is skipped quietly.
+// Non-zero staleThreshold and heartbeatInterval also become the settings of
+// a later Run.
 func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbeatInterval time.Duration) (Report, error) {
 	if staleThreshold > 0 {
 		s.staleThreshold = staleThreshold
@@ -108,7 +112,11 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 	if err := s.validate(); err != nil {
 		return report, err
 	}
-	live, err := s.store.ListExecutionsByStatus(ctx, s.statuses, nil)
+	// Counted among the live nodes before its first claim.
+	if err := s.store.BeatNode(ctx, s.nodeID); err != nil {
+		return report, fmt.Errorf("recovering node %s: %w", s.nodeID, err)
+	}
+	mine, err := s.store.ListExecutionsByStatus(ctx, s.statuses, &s.nodeID)
 	if err != nil {
 		return report, fmt.Errorf("recovering node %s: %w", s.nodeID, err)
 	}
@@ -116,45 +124,47 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 	if err != nil {
 		return report, fmt.Errorf("recovering node %s: %w", s.nodeID, err)
 	}
-	isStale := make(map[string]bool, len(stale))
+	// Who owned each stale execution, to tell a transfer from a claim.
+	staleOwner := make(map[string]string, len(stale))
 	for _, e := range stale {
-		isStale[e.ExecutionID] = true
+		staleOwner[e.ExecutionID] = ""
+		if e.NodeID != nil {
+			staleOwner[e.ExecutionID] = *e.NodeID
+		}
 	}
-	for i := range live {
-		e := &live[i]
-		if !s.runs(e) {
-			continue // another node's kind of work
+	for i := range mine {
+		e := &mine[i]
+		if _, isStale := staleOwner[e.ExecutionID]; isStale || !s.runs(e) {
+			continue // stale: claimed below
 		}
 		report.Total++
-		owner := ""
-		if e.NodeID != nil {
-			owner = *e.NodeID
+		if err := s.store.UpdateHeartbeat(ctx, e.ExecutionID, s.nodeID); err != nil {
+			s.skipOrFail(ctx, &report, e, err)
+			continue
 		}
-		switch {
-		case owner == s.nodeID && !isStale[e.ExecutionID]:
-			if err := s.store.UpdateHeartbeat(ctx, e.ExecutionID, s.nodeID); err != nil {
-				s.skipOrFail(ctx, &report, e, err)
-				continue
-			}
-			s.resume(ctx, &report, e, &report.Recovered)
-		case owner == s.nodeID, owner == "", isStale[e.ExecutionID]:
-			if owner != s.nodeID && s.capacity != nil && s.capacity() < 1 {
-				continue // no room: a later sweep takes it, here or elsewhere
-			}
-			if err := s.store.TransferOwnership(ctx, e.ExecutionID, s.nodeID, int64(e.Version)); err != nil {
-				s.skipOrFail(ctx, &report, e, err)
-				continue
-			}
-			e.Version++
-			e.NodeID = &s.nodeID
-			counter := &report.Transferred
-			switch owner {
-			case s.nodeID:
-				counter = &report.Recovered
-			case "":
-				counter = &report.Claimed
+		s.resume(ctx, &report, e, &report.Recovered)
+	}
+	// Batches until nothing more is claimable or there is no room; bounded,
+	// since every batch takes at least one execution off the backlog.
+	for range maxStartupBatches {
+		claimed, ok := s.claim(ctx)
+		if !ok {
+			break // logged; the sweeps of Run try again
+		}
+		for i := range claimed {
+			e := &claimed[i]
+			report.Total++
+			counter := &report.Claimed
+			if owner, isStale := staleOwner[e.ExecutionID]; isStale && owner != "" {
+				counter = &report.Transferred
+				if owner == s.nodeID {
+					counter = &report.Recovered
+				}
 			}
 			s.resume(ctx, &report, e, counter)
+		}
+		if len(claimed) == 0 || s.free() < 1 {
+			break
 		}
 	}
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "recovered on startup", slog.String("node_id", s.nodeID),
@@ -162,6 +172,10 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 		slog.Int("transferred", report.Transferred), slog.Int("failed", report.Failed))
 	return report, nil
 }
+
+// maxStartupBatches bounds RecoverOnStartup's claims; later sweeps take the
+// rest.
+const maxStartupBatches = 1000
 
 // runs reports whether this node runs executions of e's definition.
 func (s *Service) runs(e *models.WorkflowExecution) bool {
@@ -230,6 +244,9 @@ func (s *Service) Run(ctx context.Context) error {
 // WithRunning, for those of them it runs) and reports them to the heartbeat
 // hook.
 func (s *Service) Heartbeat(ctx context.Context) {
+	if err := s.store.BeatNode(ctx, s.nodeID); err != nil {
+		s.warn(ctx, "node heartbeat", err)
+	}
 	var owned []string
 	var err error
 	if s.running != nil {
@@ -249,28 +266,12 @@ func (s *Service) Heartbeat(ctx context.Context) {
 }
 
 // Sweep claims one batch of unowned or stale executions, as many as the
-// capacity allows, and resumes them. It returns how many it claimed.
+// capacity and the fair share allow, and resumes them. It returns how many
+// it claimed.
 func (s *Service) Sweep(ctx context.Context) int {
-	limit := s.batchSize
-	if s.capacity != nil {
-		limit = min(limit, s.capacity())
-	}
-	if limit < 1 {
-		return 0
-	}
-	claimed, err := s.store.ClaimExecutions(ctx, repository.ClaimParams{
-		NodeID: s.nodeID, StaleThreshold: s.staleThreshold, Limit: limit, Definitions: s.definitions,
-	})
-	if err != nil {
-		if ctx.Err() == nil {
-			s.logger.LogAttrs(ctx, slog.LevelWarn, "sweep", slog.String("node_id", s.nodeID), slog.String("error", err.Error()))
-		}
-		return 0
-	}
+	claimed, _ := s.claim(ctx)
 	for i := range claimed {
 		e := &claimed[i]
-		s.logger.LogAttrs(ctx, slog.LevelInfo, "claimed execution", slog.String("execution_id", e.ExecutionID),
-			slog.String("node_id", s.nodeID), slog.Int64("version", int64(e.Version)))
 		if s.resumer != nil {
 			if err := s.resumer.Resume(ctx, e); err != nil {
 				s.logger.LogAttrs(ctx, slog.LevelError, "resuming execution", slog.String("execution_id", e.ExecutionID),
@@ -279,4 +280,50 @@ func (s *Service) Sweep(ctx context.Context) int {
 		}
 	}
 	return len(claimed)
+}
+
+// free is how many more executions this node can take now.
+func (s *Service) free() int {
+	if s.capacity == nil {
+		return s.batchSize
+	}
+	return s.capacity()
+}
+
+// claim takes one batch: at most the batch size, the free capacity and,
+// with WithFairShare, the backlog divided by the live nodes (at least one).
+// It reports false when the storage failed.
+func (s *Service) claim(ctx context.Context) ([]models.WorkflowExecution, bool) {
+	limit := min(s.batchSize, s.free())
+	if limit < 1 {
+		return nil, true
+	}
+	p := repository.ClaimParams{NodeID: s.nodeID, StaleThreshold: s.staleThreshold, Definitions: s.definitions}
+	if s.fairShare {
+		backlog, nodes, err := s.store.Backlog(ctx, p)
+		if err != nil {
+			s.warn(ctx, "counting the backlog", err)
+			return nil, false
+		}
+		share := (backlog + max(nodes, 1) - 1) / max(nodes, 1)
+		limit = min(limit, max(share, 1))
+	}
+	p.Limit = limit
+	claimed, err := s.store.ClaimExecutions(ctx, p)
+	if err != nil {
+		s.warn(ctx, "sweep", err)
+		return nil, false
+	}
+	for i := range claimed {
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "claimed execution", slog.String("execution_id", claimed[i].ExecutionID),
+			slog.String("node_id", s.nodeID), slog.Int64("version", int64(claimed[i].Version)))
+	}
+	return claimed, true
+}
+
+// warn logs a failed storage call, unless ctx ended (then it is expected).
+func (s *Service) warn(ctx context.Context, what string, err error) {
+	if ctx.Err() == nil {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, what, slog.String("node_id", s.nodeID), slog.String("error", err.Error()))
+	}
 }

@@ -97,6 +97,13 @@ type OwnerRepository interface {
 	// as the COMPLETED step p.StepID whose output is the payload, atomically:
 	// a signal is never consumed without being journaled, nor journaled twice.
 	ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*models.StepExecution, bool, error)
+	// BeatNode records that nodeID is alive, in workflow_nodes; engines beat
+	// at every heartbeat, idle ones too, so that sweeps can share work.
+	BeatNode(ctx context.Context, nodeID string) error
+	// Backlog counts the executions a claim with p could take now (unowned
+	// and due, or stale; p.Limit aside) and the nodes that beat within
+	// p.StaleThreshold, for a sweep to claim its fair share.
+	Backlog(ctx context.Context, p ClaimParams) (claimable, liveNodes int, err error)
 	// ParkExecution hands a live execution nodeID owns back to the database
 	// while it waits, with a version bump: it becomes unowned, due at p.Until
 	// (never by itself when zero) or at once when a signal named p.Signal is
@@ -174,18 +181,9 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 	}
 	now := s.dialect.now()
 	cutoff := s.dialect.before(p.StaleThreshold)
-	var defs string
-	var defArgs []any
-	if len(p.Definitions) > 0 {
-		pairs := make([]string, len(p.Definitions))
-		for i, d := range p.Definitions {
-			if err := checkDefinitionKey(d.ID, d.Version); err != nil {
-				return nil, err
-			}
-			pairs[i] = "(?, ?)"
-			defArgs = append(defArgs, d.ID, d.Version)
-		}
-		defs = " AND (definition_id, definition_version) IN (" + strings.Join(pairs, ", ") + ")"
+	defs, defArgs, err := definitionFilter(p.Definitions)
+	if err != nil {
+		return nil, err
 	}
 	// Two picks, each in a materialized CTE (as a subquery of the UPDATE,
 	// PostgreSQL may run a pick again for each row it updates, and claim far
@@ -214,7 +212,7 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 	args = append(args, defArgs...)
 	args = append(args, p.Limit, p.Limit, p.NodeID, optimisticlock.Bump("version"), now, now, cutoff)
 	var claimed []models.WorkflowExecution
-	err := s.run(ctx, func(db *gorm.DB) error {
+	err = s.run(ctx, func(db *gorm.DB) error {
 		return db.Raw(query, args...).Scan(&claimed).Error
 	})
 	if err != nil {
@@ -428,6 +426,24 @@ func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*mo
 	return &step, true, nil
 }
 
+// definitionFilter is the condition and arguments that restrict a claim to
+// defs; empty when defs is.
+func definitionFilter(defs []DefinitionKey) (string, []any, error) {
+	if len(defs) == 0 {
+		return "", nil, nil
+	}
+	pairs := make([]string, len(defs))
+	args := make([]any, 0, 2*len(defs))
+	for i, d := range defs {
+		if err := checkDefinitionKey(d.ID, d.Version); err != nil {
+			return "", nil, err
+		}
+		pairs[i] = "(?, ?)"
+		args = append(args, d.ID, d.Version)
+	}
+	return " AND (definition_id, definition_version) IN (" + strings.Join(pairs, ", ") + ")", args, nil
+}
+
 // ParkParams is the input of ParkExecution.
 type ParkParams struct {
 	ExecutionID, NodeID string
@@ -477,6 +493,7 @@ func (s *Storage) ParkExecution(ctx context.Context, p ParkParams) error {
 	case res.RowsAffected == 0:
 		return fmt.Errorf("parking execution %s of %s: %w", p.ExecutionID, p.NodeID, ErrConcurrentUpdate)
 	}
+	s.publishParked(ctx, p, until)
 	return nil
 }
 
@@ -500,6 +517,7 @@ func (s *Storage) ReleaseExecution(ctx context.Context, executionID, nodeID stri
 	case res.RowsAffected == 0:
 		return fmt.Errorf("releasing execution %s from %s: %w", executionID, nodeID, ErrConcurrentUpdate)
 	}
+	s.publish(EventClaimable, executionID)
 	return nil
 }
 
@@ -539,5 +557,6 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 	case res.RowsAffected == 0:
 		return fmt.Errorf("finishing execution %s on %s: %w", p.ExecutionID, p.NodeID, ErrConcurrentUpdate)
 	}
+	s.publish(EventEnded, p.ExecutionID)
 	return nil
 }

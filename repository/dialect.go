@@ -34,6 +34,11 @@ type dialect interface {
 	// rows it reads as a concurrent writer leaves them; "" where writes are
 	// serialized anyway.
 	shareLock() string
+	// notifiesCommits reports whether the database itself announces
+	// committed changes to other connections (PostgreSQL's NOTIFY, from
+	// migration 008's triggers); where it does not, the storages of one
+	// process announce them to each other in memory.
+	notifiesCommits() bool
 	// writableCTE reports whether a WITH clause may hold an UPDATE whose
 	// RETURNING rows feed an INSERT, making two writes one statement.
 	writableCTE() bool

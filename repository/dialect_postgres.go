@@ -43,6 +43,9 @@ func (postgresDialect) shareLock() string { return " FOR SHARE" }
 
 func (postgresDialect) writableCTE() bool { return true }
 
+// notifiesCommits: migration 008's triggers NOTIFY at commit.
+func (postgresDialect) notifiesCommits() bool { return true }
+
 // signalledPick: LATERAL makes the planner go from the pending signals to
 // their executions by primary key; a plain join may scan every execution
 // with no owner instead, and they are all the parked ones.

@@ -42,6 +42,10 @@ func (sqliteDialect) shareLock() string { return "" }
 
 func (sqliteDialect) writableCTE() bool { return false }
 
+// notifiesCommits: SQLite has no NOTIFY; the storages of one process
+// announce their commits in memory (events.go).
+func (sqliteDialect) notifiesCommits() bool { return false }
+
 // signalledPick: CROSS JOIN fixes SQLite's join order, the pending signals
 // outside, each execution looked up by primary key inside; a plain join may
 // scan every execution instead.

@@ -142,6 +142,9 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 		exec.Labels = maps.Clone(in.Labels)
 	}
 	s.dialect.scanned(&exec)
+	if in.NodeID == "" {
+		s.publish(EventClaimable, exec.ExecutionID)
+	}
 	return &exec, nil
 }
 
@@ -241,6 +244,7 @@ func (s *Storage) UpdateExecutionStatusWithVersion(ctx context.Context, executio
 	if err := s.updateExecution(ctx, executionID, expectedVersion, values); err != nil {
 		return fmt.Errorf("setting execution %s to %s: %w", executionID, status, err)
 	}
+	s.publishEnded(executionID, status)
 	return nil
 }
 

@@ -95,6 +95,7 @@ func (s *Storage) SendSignal(ctx context.Context, executionID, name string, payl
 	case err != nil:
 		return fmt.Errorf("sending signal %s to execution %s: %w", name, executionID, err)
 	}
+	s.publish(EventSignal, executionID)
 	return nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"gorm.io/gorm"
@@ -43,6 +44,13 @@ type Storage struct {
 	// closers release what the repository opened itself, newest first; a
 	// Storage made by New or Transaction owns nothing.
 	closers []func() error
+	// pool is the *sql.DB under db, which keys the in-process events (see
+	// events.go); nil for a Storage on a caller's transaction.
+	pool *sql.DB
+	// pending holds the events of a Storage.Transaction until it commits.
+	pending *eventBuffer
+	// logger, if set, hears what Listen cannot do (a lost connection).
+	logger *slog.Logger
 }
 
 // New wraps db, which must be a PostgreSQL or SQLite *gorm.DB, registers the
@@ -84,7 +92,10 @@ func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) 
 			IgnoreRecordNotFoundError: true,
 		})
 	}
-	s := &Storage{db: session, dialect: d}
+	s := &Storage{db: session, dialect: d, logger: cfg.logger}
+	if pool, err := db.DB(); err == nil {
+		s.pool = pool
+	}
 	if !cfg.inMemory {
 		warnings, err := d.settingWarnings(ctx, session)
 		if err != nil {
@@ -118,10 +129,21 @@ func (s *Storage) Dialect() string { return s.dialect.name() }
 // Transaction runs fn in one database transaction: everything fn writes through
 // tx, workflow rows and the app's own through tx.DB(), commits together or not
 // at all. fn must use only tx, not s.
+//
+// The events of what fn writes (see Listener) reach this process's listeners
+// only once the transaction commits, and never if it rolls back.
 func (s *Storage) Transaction(ctx context.Context, fn func(tx *Storage) error) error {
-	return s.db.WithContext(ctx).Transaction(func(gtx *gorm.DB) error {
-		return fn(&Storage{db: gtx, dialect: s.dialect})
+	pending := s.pending // a nested Transaction commits with the outer one
+	if pending == nil {
+		pending = &eventBuffer{}
+	}
+	err := s.db.WithContext(ctx).Transaction(func(gtx *gorm.DB) error {
+		return fn(&Storage{db: gtx, dialect: s.dialect, pool: s.pool, pending: pending, logger: s.logger})
 	})
+	if err == nil && s.pending == nil {
+		s.publishCommitted(pending)
+	}
+	return err
 }
 
 // Close releases the connections the storage opened. A storage made by New

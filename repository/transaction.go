@@ -13,7 +13,10 @@ import (
 // workflow rows commit or roll back with the app's own. It runs no
 // migrations, opens nothing and nests no transaction (no savepoint): a call
 // that fails may have written part of its rows, so roll tx back then. Use it
-// only while tx is open.
+// only while tx is open. It cannot Listen, and on SQLite what it writes is
+// announced to no listener (the repository cannot see tx commit): engines
+// find it at their next poll. On PostgreSQL the database announces it at
+// commit, as any write.
 func InTransaction(tx *gorm.DB) (*Storage, error) {
 	if tx == nil {
 		return nil, fmt.Errorf("nil transaction: %w", ErrInvalidArgument)

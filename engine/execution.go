@@ -131,7 +131,6 @@ func (x *execution) run() (retry bool) {
 	case errors.Is(cause, ErrTimedOut):
 		return x.finish(models.ExecutionTimedOut, nil, fmt.Errorf("%w after %s", ErrTimedOut, reg.timeout))
 	case errors.Is(cause, errParked):
-		log.LogAttrs(context.Background(), slog.LevelDebug, "execution parked")
 		return false
 	case cause != nil:
 		log.LogAttrs(context.Background(), slog.LevelInfo, "execution stopped", slog.String("cause", cause.Error()))
@@ -199,7 +198,9 @@ func (x *execution) release() {
 	defer cancel()
 	if err := x.engine.store.ReleaseExecution(ctx, x.id, x.engine.cfg.NodeID); err != nil {
 		x.logger().LogAttrs(ctx, slog.LevelInfo, "releasing execution", slog.String("error", err.Error()))
+		return
 	}
+	x.logger().LogAttrs(ctx, slog.LevelDebug, "execution handed back")
 }
 
 // markRunningTries bounds the re-reads of markRunning when the execution

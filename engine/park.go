@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/plexspaces/workflow/repository"
@@ -55,5 +56,6 @@ func (c *Context) park(until time.Time, signal string) error {
 	}
 	x.stop(errParked)
 	e.parked(until)
+	x.logger().LogAttrs(c, slog.LevelDebug, "execution parked", slog.String("signal", signal), slog.Time("until", until))
 	return errParked
 }

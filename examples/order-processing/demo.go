@@ -73,24 +73,36 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.say("%d orders on %s; node-1 starts as a separate process", len(d.orders), store.Dialect())
-	for _, o := range d.orders {
-		if _, err := orders.Start(ctx, client, o, engine.WithExecutionID(o.ID)); err != nil {
-			return err
-		}
-	}
-
+	d.say("%d orders on %s; node-1 and node-3 start as separate processes", len(d.orders), store.Dialect())
 	node1, err := d.startNodeProcess(ctx, "node-1")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = node1.Process.Kill(); _ = node1.Wait() }()
+	node3, err := d.startNodeProcess(ctx, "node-3")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = node3.Process.Kill(); _ = node3.Wait() }()
+	// Both are alive before the orders come, so they share them.
+	if err := d.waitFor(ctx, func() (bool, error) {
+		var n int64
+		err := store.DB().WithContext(ctx).Table("workflow_nodes").Count(&n).Error
+		return n >= 2, err
+	}); err != nil {
+		return fmt.Errorf("waiting for the nodes: %w", err)
+	}
+	for _, o := range d.orders {
+		if _, err := orders.Start(ctx, client, o, engine.WithExecutionID(o.ID)); err != nil {
+			return err
+		}
+	}
 	go d.sendApprovals(ctx, client)
 
 	// Kill node-1 as soon as it has charged a payment: mid-flight.
 	if err := d.waitFor(ctx, func() (bool, error) {
 		var n int64
-		err := store.DB().WithContext(ctx).Table("demo_payments").Count(&n).Error
+		err := store.DB().WithContext(ctx).Table("demo_payments").Where("node_id = ?", "node-1").Count(&n).Error
 		return n > 0, err
 	}); err != nil {
 		return fmt.Errorf("waiting for node-1's first payment: %w", err)
@@ -102,7 +114,7 @@ func (d *demo) run(ctx context.Context) error {
 	d.say("*** SIGKILL node-1, right after it charged its first payment")
 	d.report(ctx, "in flight at the kill")
 
-	d.say("node-2 starts; it will take over once node-1's heartbeats are %s old", staleThreshold)
+	d.say("node-2 starts; it takes node-1's orders once their heartbeats are %s old", staleThreshold)
 	node2, _, err := newEngine(store, "node-2", d.svc, d.out)
 	if err != nil {
 		return err
@@ -110,6 +122,17 @@ func (d *demo) run(ctx context.Context) error {
 	runCtx, stopNode2 := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- node2.Run(runCtx) }()
+
+	// A rolling deploy: node-3 stops gracefully. It lets its running steps
+	// finish, journals them and hands its orders back, and node-2 resumes
+	// them at once, not after the stale threshold.
+	if err := node3.Process.Signal(syscall.SIGTERM); err != nil {
+		stopNode2()
+		return err
+	}
+	d.say("*** SIGTERM node-3: it finishes its running steps, then hands its orders back")
+	_ = node3.Wait()
+	d.say("node-3 has exited")
 	for _, o := range d.orders {
 		if _, err := orders.Handle(client, o.ID).Result(ctx); err != nil && !errors.As(err, new(*engine.WorkflowError)) {
 			stopNode2()

@@ -4,7 +4,8 @@
 // It starts node-1 as a separate OS process, which processes the orders and is
 // killed with SIGKILL right after it charges the first payment. Then node-2
 // starts, notices through the heartbeats that node-1 is dead, takes its
-// executions over and finishes them. See README.md beside this file.
+// executions over and finishes them, while node-3 stops gracefully and hands
+// its orders over at once. See README.md beside this file.
 //
 //	go run ./examples/order-processing                       # embedded SQLite in a temp dir
 //	go run ./examples/order-processing -dsn postgres://...   # PostgreSQL
@@ -18,6 +19,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/plexspaces/workflow/engine"
@@ -76,6 +79,9 @@ func runNode(node, dsn string, out io.Writer) int {
 		fmt.Fprintln(out, node, err)
 		return 1
 	}
+	// SIGTERM is a graceful stop: Run drains and hands the orders back.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
+	defer stop()
 	if err := e.Run(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		fmt.Fprintln(out, node, err)
 		return 1

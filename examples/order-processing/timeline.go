@@ -22,8 +22,8 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// timelineHandler prints the engine's takeovers and finished executions as
-// timeline lines, and drops its other logs.
+// timelineHandler prints the engine's takeovers, parked waits, hand-overs
+// and finished executions as timeline lines, and drops its other logs.
 type timelineHandler struct {
 	out   io.Writer
 	node  string
@@ -34,7 +34,7 @@ func timelineLogger(out io.Writer, node string) *slog.Logger {
 	return slog.New(&timelineHandler{out: out, node: node})
 }
 
-func (h *timelineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (h *timelineHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h *timelineHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	return &timelineHandler{out: h.out, node: h.node, attrs: append(append([]slog.Attr(nil), h.attrs...), attrs...)}
@@ -52,7 +52,14 @@ func (h *timelineHandler) Handle(_ context.Context, r slog.Record) error {
 	switch r.Message {
 	case "claimed execution":
 		v := attrs["version"].Int64()
-		what = fmt.Sprintf("took it over: its owner stopped heartbeating (version %d -> %d)", v-1, v)
+		what = fmt.Sprintf("claimed it (version %d -> %d)", v-1, v)
+	case "execution parked":
+		what = "parked until it is due"
+		if sig := attrs["signal"].String(); sig != "" {
+			what = "parked, waiting for the " + sig + " signal: its slot and goroutine are free"
+		}
+	case "execution handed back":
+		what = "handed back on a graceful stop: any node resumes it now"
 	case "execution finished":
 		what = "finished: " + attrs["status"].String()
 	default:

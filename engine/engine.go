@@ -483,8 +483,13 @@ func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, res
 	if reserved {
 		e.reserved--
 	}
-	if e.runCtx == nil || ctx == nil {
+	if e.runCtx == nil || ctx == nil || e.runCtx.Err() != nil {
 		e.mu.Unlock()
+		// Stopping (or stopped): hand back what a claim just gave this
+		// node, so that another node runs it at once.
+		if !reserved && ctx != nil {
+			_ = e.store.ReleaseExecution(context.WithoutCancel(ctx), exec.ExecutionID, e.cfg.NodeID)
+		}
 		return fmt.Errorf("resuming %s: engine %s is not running: %w", exec.ExecutionID, e.cfg.NodeID, ErrInvalidConfig)
 	}
 	if _, dup := e.running[exec.ExecutionID]; dup {

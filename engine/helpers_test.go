@@ -131,3 +131,10 @@ func waitParked(t *testing.T, s *repository.Storage, id string) *models.Workflow
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -283,6 +286,16 @@ func TestDrain_RunningStepFinishesAndIsHandedOver(t *testing.T) {
 		})
 		cfg := fast("old")
 		cfg.DrainTimeout = time.Minute
+		var logs strings.Builder
+		var logMu sync.Mutex
+		cfg.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) }), &slog.HandlerOptions{Level: slog.LevelDebug}))
+		defer func() {
+			if t.Failed() {
+				logMu.Lock()
+				t.Log(logs.String())
+				logMu.Unlock()
+			}
+		}()
 		old := engine.New(s, cfg)
 		require.NoError(t, old.Register(twoSteps))
 		runCtx, stop := context.WithCancel(t.Context())
@@ -297,7 +310,7 @@ func TestDrain_RunningStepFinishesAndIsHandedOver(t *testing.T) {
 		require.Equal(t, []string{"first:COMPLETED"}, statuses(history(t, s, h.ID())), "the step finished in the drain, the next did not start")
 		exec, err := h.Execution(t.Context())
 		require.NoError(t, err)
-		require.Nil(t, exec.NodeID, "handed back")
+		require.Nil(t, exec.NodeID, "handed back, not owned by %s: %+v", deref(exec.NodeID), exec)
 
 		cfg = engine.Config{NodeID: "new", HeartbeatInterval: time.Minute, StaleThreshold: time.Hour, PollInterval: 20 * time.Millisecond}
 		next := engine.New(s, cfg)
@@ -326,7 +339,9 @@ func TestShare_ThreeNodesShareTheBacklog(t *testing.T) {
 		})
 		nodes := []string{"a", "b", "c"}
 		for _, n := range nodes {
-			e := engine.New(s, fast(n))
+			cfg := fast(n)
+			cfg.MaxConcurrent = 16 // several rounds of sweeps, not one
+			e := engine.New(s, cfg)
 			require.NoError(t, e.Register(work))
 			run(t, e)
 		}
@@ -363,3 +378,7 @@ func TestShare_ThreeNodesShareTheBacklog(t *testing.T) {
 		}
 	})
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -147,6 +147,9 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 	// Batches until nothing more is claimable or there is no room; bounded,
 	// since every batch takes at least one execution off the backlog.
 	for range maxStartupBatches {
+		if ctx.Err() != nil {
+			break // stopping: claim nothing more
+		}
 		claimed, ok := s.claim(ctx)
 		if !ok {
 			break // logged; the sweeps of Run try again
@@ -172,6 +175,10 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 		slog.Int("transferred", report.Transferred), slog.Int("failed", report.Failed))
 	return report, nil
 }
+
+// claimTimeout bounds one claim, which does not end with its caller's
+// context.
+const claimTimeout = 30 * time.Second
 
 // maxStartupBatches bounds RecoverOnStartup's claims; later sweeps take the
 // rest.
@@ -298,6 +305,15 @@ func (s *Service) claim(ctx context.Context) ([]models.WorkflowExecution, bool) 
 	if limit < 1 {
 		return nil, true
 	}
+	if ctx.Err() != nil {
+		return nil, true
+	}
+	// A claim that commits must reach the caller, who resumes (or hands
+	// back) what it took: the statement does not end with ctx, or it could
+	// commit unseen and leave executions owned by a node that does not run
+	// them, until they go stale.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	defer cancel()
 	p := repository.ClaimParams{NodeID: s.nodeID, StaleThreshold: s.staleThreshold, Definitions: s.definitions}
 	if s.fairShare {
 		backlog, nodes, err := s.store.Backlog(ctx, p)

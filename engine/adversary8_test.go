@@ -451,7 +451,15 @@ func TestAdversary8_OneWorkflowOnManyEngines(t *testing.T) {
 				return n * 2, nil
 			})
 		})
-		a, b, c := engine.New(s, fast("a")), engine.New(s, fast("b")), engine.New(s, fast("c"))
+		// No node may be presumed dead under a loaded CI machine: a takeover
+		// would rightly run a step again (at least once), and this test is
+		// about sharing one Workflow, not about takeovers.
+		patient := func(node string) engine.Config {
+			cfg := fast(node)
+			cfg.StaleThreshold = time.Minute
+			return cfg
+		}
+		a, b, c := engine.New(s, patient("a")), engine.New(s, patient("b")), engine.New(s, patient("c"))
 		require.NoError(t, a.Register(wf))
 		require.NoError(t, a.Register(wf, wf), "registering twice replaces")
 		require.NoError(t, b.Register(wf))

@@ -40,7 +40,11 @@
 // # Waiting
 //
 // [Sleep] journals its wake-up time, so a workflow resumed after a crash
-// sleeps only what is left. [AwaitSignal] consumes exactly one signal sent
+// sleeps only what is left. A wait longer than Config.PollInterval (a Sleep,
+// an AwaitSignal, a retry backoff) parks the execution: it is handed back to
+// the database with what it waits for, its goroutine and slot are freed, and
+// any node resumes it by replay when it is due. Sleep and AwaitSignal then
+// return an error that the workflow must return, as any error of theirs. [AwaitSignal] consumes exactly one signal sent
 // with [Engine.Signal] and journals it in the same transaction; on replay it
 // returns the same payload without consuming another. [Engine.Cancel] wakes
 // both.
@@ -73,8 +77,10 @@
 // version, and every checkpoint is conditional on still owning it, so a node
 // that was paused and presumed dead gets [ErrOwnershipLost] and writes
 // nothing more. A node heartbeats only the executions it runs: one it gives up
-// on goes stale and another node takes it. A graceful stop journals what
-// completed and hands its executions back, so any node resumes them at once;
+// on goes stale and another node takes it. Sweeps claim a fair share of the
+// backlog (it divided by the live nodes). A graceful stop drains: running
+// steps may finish for up to Config.DrainTimeout, what completed is journaled
+// and the executions are handed back, so any node resumes them at once;
 // a failed storage call stops a run without failing it, and the run resumes,
 // after a growing pause, with the step results it could not write. With the
 // default Config a dead node's work resumes elsewhere about ten seconds after

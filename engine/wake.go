@@ -84,6 +84,17 @@ func (e *Engine) onEvent(ctx context.Context, kind, executionID string) {
 	case repository.EventResync:
 		e.triggerSweep()
 		e.wakeAllEnded()
+		// Events may have been lost before the listener (re)connected: a
+		// Cancel among them must still stop the local run at once.
+		e.mu.Lock()
+		ids := make([]string, 0, len(e.running))
+		for id := range e.running {
+			ids = append(ids, id)
+		}
+		e.mu.Unlock()
+		for _, id := range ids {
+			e.stopEnded(ctx, id)
+		}
 	}
 }
 

@@ -111,8 +111,9 @@ type OwnerRepository interface {
 	// meanwhile.
 	ParkExecution(ctx context.Context, p ParkParams) error
 	// ReleaseExecution gives up ownership of a live execution nodeID owns: it
-	// becomes unowned (with a version bump), and any node's next sweep may
-	// claim it. A node that stops gracefully releases what it ran.
+	// becomes unowned (with a version bump), first in line for any node's
+	// next sweep, ahead of work that never started. A node that stops
+	// gracefully releases what it ran.
 	ReleaseExecution(ctx context.Context, executionID, nodeID string) error
 	// FinishExecution moves the execution to a terminal status with its output
 	// or error.
@@ -454,6 +455,11 @@ type ParkParams struct {
 	Signal string
 }
 
+// handedBack is the last_heartbeat of an execution its node handed back: due
+// since long, so that the claims, oldest first, resume work already in
+// flight before work that never started.
+var handedBack = time.Unix(0, 0).UTC()
+
 // parkedForever is the due time of an execution that only a signal wakes:
 // later than any real time, so the due range never reaches it.
 var parkedForever = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
@@ -508,7 +514,10 @@ func (s *Storage) ReleaseExecution(ctx context.Context, executionID, nodeID stri
 	var res *gorm.DB
 	_ = s.run(ctx, func(db *gorm.DB) error {
 		res = db.Model(&models.WorkflowExecution{}).Where(ownedLive, executionID, nodeID).
-			UpdateColumns(map[string]any{"node_id": nil, "updated_at": s.dialect.now(), "version": optimisticlock.Bump("version")})
+			UpdateColumns(map[string]any{
+				"node_id": nil, "last_heartbeat": handedBack, "updated_at": s.dialect.now(),
+				"version": optimisticlock.Bump("version"),
+			})
 		return res.Error
 	})
 	switch {

@@ -321,8 +321,12 @@ func (s *Service) claim(ctx context.Context) ([]models.WorkflowExecution, bool) 
 			s.warn(ctx, "counting the backlog", err)
 			return nil, false
 		}
-		share := (backlog + max(nodes, 1) - 1) / max(nodes, 1)
-		limit = min(limit, max(share, 1))
+		// The count is of work due by time; parked work a signal made due
+		// is not in it, so with nothing counted the free slots decide.
+		if backlog > 0 {
+			share := (backlog + max(nodes, 1) - 1) / max(nodes, 1)
+			limit = min(limit, share)
+		}
 	}
 	p.Limit = limit
 	claimed, err := s.store.ClaimExecutions(ctx, p)

@@ -48,9 +48,12 @@ func (postgresDialect) notifiesCommits() bool { return true }
 
 // signalledPick: LATERAL makes the planner go from the pending signals to
 // their executions by primary key; a plain join may scan every execution
-// with no owner instead, and they are all the parked ones.
+// with no owner instead, and they are all the parked ones. The signals are
+// streamed, not made distinct (that would read them all at every sweep): an
+// execution with two pending signals comes twice, and the claim's UNION
+// keeps it once.
 func (d postgresDialect) signalledPick(filter string) string {
-	return `SELECT w.execution_id FROM (SELECT DISTINCT execution_id, signal_name FROM signals) s ` +
+	return `SELECT w.execution_id FROM signals s ` +
 		`CROSS JOIN LATERAL (SELECT execution_id FROM workflow_executions WHERE execution_id = s.execution_id ` +
 		`AND wait_signal = s.signal_name AND node_id IS NULL AND ` + filter + d.claimLock() + `) w LIMIT ?`
 }

@@ -492,7 +492,13 @@ func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, res
 		}
 		return fmt.Errorf("resuming %s: engine %s is not running: %w", exec.ExecutionID, e.cfg.NodeID, ErrInvalidConfig)
 	}
-	if _, dup := e.running[exec.ExecutionID]; dup {
+	if cur, dup := e.running[exec.ExecutionID]; dup {
+		if !reserved {
+			// Claimed while its run here is still returning: that run
+			// parked, and this claim is its wake-up. Run it again once the
+			// old run has returned, or nobody would until it went stale.
+			cur.reclaimed = exec
+		}
 		e.mu.Unlock()
 		return nil
 	}
@@ -527,9 +533,14 @@ func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, res
 		done := e.finished[exec.ExecutionID]
 		delete(e.finished, exec.ExecutionID)
 		delete(e.signals, exec.ExecutionID)
+		again := x.reclaimed
 		e.mu.Unlock()
 		if done != nil {
 			close(done)
+		}
+		if again != nil && x.isParked() {
+			// Resumes it, or hands it back if the engine is stopping.
+			_ = e.resume(x.parent, again, false)
 		}
 		if e.backlog.Load() {
 			e.triggerSweep() // a slot is free and work may wait: look now, not at the next tick
@@ -747,7 +758,10 @@ func (e *Engine) notifySignal(executionID string) bool {
 	e.mu.Lock()
 	ch := e.signals[executionID]
 	delete(e.signals, executionID)
-	_, running := e.running[executionID]
+	x, running := e.running[executionID]
+	// A run that parked and is returning waits for nothing here: a sweep
+	// must claim the execution.
+	running = running && !x.isParked()
 	e.mu.Unlock()
 	if ch != nil {
 		close(ch)

@@ -24,6 +24,10 @@ type execution struct {
 	parent context.Context
 	// deadline is when the workflow times out (WithTimeout); zero if never.
 	deadline time.Time
+	// reclaimed is a claim of the execution made by this node while this
+	// run, parked, had not returned yet: resume runs it once this run has
+	// returned. Guarded by the engine's mu.
+	reclaimed *models.WorkflowExecution
 }
 
 // newExecution prepares a run: parent is Run's context, whose end stops the

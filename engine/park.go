@@ -50,6 +50,11 @@ func (c *Context) park(until time.Time, signal string) error {
 		until = x.deadline
 	}
 	e := x.engine
+	// A claim before the park is no wake-up of it (this node's own sweep
+	// took it back, stale, while it ran).
+	e.mu.Lock()
+	x.reclaimed = nil
+	e.mu.Unlock()
 	err := e.store.ParkExecution(c, repository.ParkParams{ExecutionID: x.id, NodeID: e.cfg.NodeID, Until: until, Signal: signal})
 	if err != nil {
 		return x.checkpointError(err)

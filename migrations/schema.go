@@ -211,8 +211,15 @@ var parkedWaitsUp = ddl{
 	},
 }
 
+// Rolling back makes every execution parked for a signal due now (at its
+// updated_at, when it parked): without wait_signal nothing would ever wake
+// one parked for a signal only (due in 9999), not even after 006 is applied
+// again. Engines before 006 claim any unowned execution; engines after it
+// replay the wait, which parks again.
 var parkedWaitsDown = ddl{
 	common: []string{
+		`UPDATE workflow_executions SET last_heartbeat = updated_at ` +
+			`WHERE wait_signal IS NOT NULL AND node_id IS NULL AND status IN ` + liveStatusesSQL,
 		`ALTER TABLE workflow_executions DROP COLUMN wait_signal`,
 	},
 }

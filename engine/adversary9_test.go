@@ -931,3 +931,53 @@ func TestAdversary9_ClockBehindTheServerDoesNotSpin(t *testing.T) {
 		}
 	})
 }
+
+// TestAdversary9_ParkedBackoffs: a step failing four times with backoffs
+// longer than PollInterval parks between attempts, on whichever of two
+// nodes: every attempt runs once, with the next number; a Cancel during a
+// parked backoff ends it with no further attempt.
+func TestAdversary9_ParkedBackoffs(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		var mu sync.Mutex
+		attempts := map[string][]int{}
+		policy := engine.RetryPolicy{MaxAttempts: 5, InitialBackoff: 60 * time.Millisecond}
+		wf := engine.Define("adv9-backoff", "v1", func(ctx *engine.Context, failures int) (int, error) {
+			return engine.Step(ctx, "call", func(context.Context) (int, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				n := len(attempts[ctx.ExecutionID()]) + 1
+				attempts[ctx.ExecutionID()] = append(attempts[ctx.ExecutionID()], n)
+				if n <= failures {
+					return 0, fmt.Errorf("failure %d", n)
+				}
+				return n, nil
+			}, engine.WithRetry(policy))
+		})
+		a, _ := adv9Run(t, s, adv9Config("a"), wf)
+		_, _ = adv9Run(t, s, adv9Config("b"), wf)
+		h, err := wf.Start(t.Context(), a, 4)
+		require.NoError(t, err)
+		require.Equal(t, "5", adv9Output(t, adv9Await(t, a, h.ID())))
+		mu.Lock()
+		require.Equal(t, []int{1, 2, 3, 4, 5}, attempts[h.ID()])
+		mu.Unlock()
+		hist := history(t, s, h.ID())
+		require.Equal(t, []string{"call:RETRYING", "call:RETRYING", "call:RETRYING", "call:RETRYING", "call:COMPLETED"}, statuses(hist))
+		for i, st := range hist {
+			require.Equal(t, i+1, st.Attempt)
+		}
+
+		c, err := wf.Start(t.Context(), a, 100)
+		require.NoError(t, err)
+		waitParked(t, s, c.ID())
+		require.NoError(t, a.Cancel(t.Context(), c.ID()))
+		require.Equal(t, models.ExecutionCancelled, adv9Await(t, a, c.ID()).Status)
+		mu.Lock()
+		n := len(attempts[c.ID()])
+		mu.Unlock()
+		time.Sleep(300 * time.Millisecond) // five backoffs
+		mu.Lock()
+		require.Len(t, attempts[c.ID()], n, "an attempt ran after the Cancel")
+		mu.Unlock()
+	})
+}

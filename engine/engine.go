@@ -384,13 +384,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	// back. Run returns once every workflow goroutine has, including those
 	// Start began while Run was still starting up.
 	defer func() {
-		e.mu.Lock()
-		e.runCtx, e.startsHere = nil, false
-		e.mu.Unlock()
-		drain := time.AfterFunc(e.cfg.DrainTimeout, stopWork)
-		e.wg.Wait()
-		drain.Stop()
-		stopWork()
+		e.drain(stopWork)
 		stopBeats()
 	}()
 	for _, reg := range regs {
@@ -415,6 +409,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		recovery.WithSweepTrigger(e.sweepNow),
 		recovery.WithDefinitions(keys...), // claim only what this node can run
 		recovery.WithFairShare(),
+		// A full claim means more may wait: from then on a finished run
+		// sweeps at once, not at the next PollInterval.
+		recovery.WithFullClaimHook(func() { e.backlog.Store(true) }),
 	)
 	if _, err := svc.RecoverOnStartup(ctx, e.cfg.StaleThreshold, e.cfg.HeartbeatInterval); err != nil && ctx.Err() == nil {
 		return err
@@ -429,17 +426,24 @@ func (e *Engine) Run(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
-	// Draining: no resume and no claim (no free slot); heartbeats go on
-	// until the runs have returned.
-	e.mu.Lock()
-	e.runCtx, e.startsHere = nil, false
-	e.mu.Unlock()
-	drain := time.AfterFunc(e.cfg.DrainTimeout, stopWork)
-	e.wg.Wait()
-	drain.Stop()
+	e.drain(stopWork) // the heartbeats go on meanwhile
 	stopBeats()
 	<-served
 	return nil
+}
+
+// drain ends Run's work: no resume and no claim from now on (no free slot),
+// steps already running get DrainTimeout before stopWork ends their
+// context, and it returns once every run has returned (journaled what
+// completed and handed its execution back).
+func (e *Engine) drain(stopWork context.CancelFunc) {
+	e.mu.Lock()
+	e.runCtx, e.startsHere = nil, false
+	e.mu.Unlock()
+	deadline := time.AfterFunc(e.cfg.DrainTimeout, stopWork)
+	e.wg.Wait()
+	deadline.Stop()
+	stopWork()
 }
 
 // freeSlots is how many more executions a sweep may claim: none for an

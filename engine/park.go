@@ -55,7 +55,13 @@ func (c *Context) park(until time.Time, signal string) error {
 	e.mu.Lock()
 	x.reclaimed = nil
 	e.mu.Unlock()
-	err := e.store.ParkExecution(c, repository.ParkParams{ExecutionID: x.id, NodeID: e.cfg.NodeID, Until: until, Signal: signal})
+	p := repository.ParkParams{ExecutionID: x.id, NodeID: e.cfg.NodeID, Until: until, Signal: signal}
+	if !until.IsZero() {
+		// How long, not when: the database's clock decides when it is due,
+		// so a node whose clock runs behind cannot make it due at once.
+		p.For = max(until.Sub(e.cfg.Clock.Now()), time.Microsecond)
+	}
+	err := e.store.ParkExecution(c, p)
 	if err != nil {
 		return x.checkpointError(err)
 	}

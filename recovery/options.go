@@ -86,3 +86,8 @@ func WithDefinitions(defs ...repository.DefinitionKey) Option {
 // does not take all the queued work while its peers sit idle. It costs one
 // counting statement per sweep.
 func WithFairShare() Option { return func(s *Service) { s.fairShare = true } }
+
+// WithFullClaimHook calls fn whenever a claim took all it was allowed to:
+// more work may be waiting, so the node should sweep again as soon as a slot
+// frees rather than at its next sweep interval.
+func WithFullClaimHook(fn func()) Option { return func(s *Service) { s.onFullClaim = fn } }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/plexspaces/workflow/models"
@@ -56,6 +57,7 @@ type Service struct {
 	sweepNow          <-chan struct{}
 	definitions       []repository.DefinitionKey
 	fairShare         bool
+	onFullClaim       func()
 }
 
 // NewService returns the recovery service of node nodeID.
@@ -112,9 +114,13 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 	if err := s.validate(); err != nil {
 		return report, err
 	}
-	// Counted among the live nodes before its first claim.
+	// Counted among the live nodes before its first claim; the rows of
+	// nodes gone for long go.
 	if err := s.store.BeatNode(ctx, s.nodeID); err != nil {
 		return report, fmt.Errorf("recovering node %s: %w", s.nodeID, err)
+	}
+	if _, err := s.store.PruneNodes(ctx); err != nil {
+		s.warn(ctx, "pruning nodes", err)
 	}
 	mine, err := s.store.ListExecutionsByStatus(ctx, s.statuses, &s.nodeID)
 	if err != nil {
@@ -144,13 +150,18 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 		}
 		s.resume(ctx, &report, e, &report.Recovered)
 	}
-	// Batches until nothing more is claimable or there is no room; bounded,
-	// since every batch takes at least one execution off the backlog.
+	// Batches until nothing more is claimable, there is no room, or (with
+	// WithFairShare) the node has its share of the backlog as it was at
+	// the start: each batch alone would take a share of what the others
+	// left, and together all of it. Bounded: every batch takes at least
+	// one execution.
+	budget := s.startupShare(ctx)
 	for range maxStartupBatches {
-		if ctx.Err() != nil {
-			break // stopping: claim nothing more
+		if ctx.Err() != nil || budget < 1 {
+			break // stopping, or its share is taken
 		}
-		claimed, ok := s.claim(ctx)
+		claimed, ok := s.claimUpTo(ctx, budget)
+		budget -= len(claimed)
 		if !ok {
 			break // logged; the sweeps of Run try again
 		}
@@ -179,6 +190,23 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 // claimTimeout bounds one claim, which does not end with its caller's
 // context.
 const claimTimeout = 30 * time.Second
+
+// startupShare is how many executions RecoverOnStartup may claim: with
+// WithFairShare, the backlog divided by the live nodes (this one included),
+// at least one; else no bound.
+func (s *Service) startupShare(ctx context.Context) int {
+	if !s.fairShare {
+		return math.MaxInt
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	defer cancel()
+	p := repository.ClaimParams{NodeID: s.nodeID, StaleThreshold: s.staleThreshold, Definitions: s.definitions, Limit: s.batchSize}
+	backlog, nodes, err := s.store.Backlog(cctx, p)
+	if err != nil || backlog == 0 {
+		return math.MaxInt // the batches' own bounds decide
+	}
+	return max((backlog+max(nodes, 1)-1)/max(nodes, 1), 1)
+}
 
 // maxStartupBatches bounds RecoverOnStartup's claims; later sweeps take the
 // rest.
@@ -301,7 +329,13 @@ func (s *Service) free() int {
 // with WithFairShare, the backlog divided by the live nodes (at least one).
 // It reports false when the storage failed.
 func (s *Service) claim(ctx context.Context) ([]models.WorkflowExecution, bool) {
-	limit := min(s.batchSize, s.free())
+	return s.claimUpTo(ctx, s.batchSize)
+}
+
+// claimUpTo is claim with a bound of its caller's (RecoverOnStartup's
+// remaining fair share).
+func (s *Service) claimUpTo(ctx context.Context, bound int) ([]models.WorkflowExecution, bool) {
+	limit := min(s.batchSize, s.free(), bound)
 	if limit < 1 {
 		return nil, true
 	}
@@ -314,7 +348,7 @@ func (s *Service) claim(ctx context.Context) ([]models.WorkflowExecution, bool) 
 	// them, until they go stale.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
 	defer cancel()
-	p := repository.ClaimParams{NodeID: s.nodeID, StaleThreshold: s.staleThreshold, Definitions: s.definitions}
+	p := repository.ClaimParams{NodeID: s.nodeID, StaleThreshold: s.staleThreshold, Definitions: s.definitions, Limit: limit}
 	if s.fairShare {
 		backlog, nodes, err := s.store.Backlog(ctx, p)
 		if err != nil {
@@ -333,6 +367,9 @@ func (s *Service) claim(ctx context.Context) ([]models.WorkflowExecution, bool) 
 	if err != nil {
 		s.warn(ctx, "sweep", err)
 		return nil, false
+	}
+	if len(claimed) == limit && s.onFullClaim != nil {
+		s.onFullClaim() // more may be waiting: sweep again as slots free
 	}
 	for i := range claimed {
 		s.logger.LogAttrs(ctx, slog.LevelInfo, "claimed execution", slog.String("execution_id", claimed[i].ExecutionID),

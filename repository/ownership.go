@@ -100,9 +100,14 @@ type OwnerRepository interface {
 	// BeatNode records that nodeID is alive, in workflow_nodes; engines beat
 	// at every heartbeat, idle ones too, so that sweeps can share work.
 	BeatNode(ctx context.Context, nodeID string) error
+	// PruneNodes deletes the workflow_nodes rows of nodes that have not
+	// beaten for a week, and returns how many; a node starting up prunes,
+	// so the table stays as small as the nodes of the last week.
+	PruneNodes(ctx context.Context) (int64, error)
 	// Backlog counts the executions a claim with p could take now (unowned
-	// and due, or stale; p.Limit aside) and the nodes that beat within
-	// p.StaleThreshold, for a sweep to claim its fair share.
+	// and due, or stale; up to 100 times p.Limit, past which every share is
+	// the whole limit) and the nodes that beat within p.StaleThreshold, for
+	// a sweep to claim its fair share.
 	Backlog(ctx context.Context, p ClaimParams) (claimable, liveNodes int, err error)
 	// ParkExecution hands a live execution nodeID owns back to the database
 	// while it waits, with a version bump: it becomes unowned, due at p.Until
@@ -451,6 +456,11 @@ type ParkParams struct {
 	// Until is when the execution is due; zero means only a signal makes it
 	// due. On PostgreSQL it is compared with the server's clock.
 	Until time.Time
+	// For, when positive, is how long until the execution is due, measured
+	// on the database's clock; it overrides Until. A node whose clock runs
+	// behind the database's would otherwise park an execution that is due
+	// at once, and replay and park it again until its clock caught up.
+	For time.Duration
 	// Signal, if set, names the signal that makes the execution due at once.
 	Signal string
 }
@@ -479,16 +489,20 @@ func (s *Storage) ParkExecution(ctx context.Context, p ParkParams) error {
 	}
 	until := p.Until.UTC().Truncate(time.Microsecond)
 	switch {
-	case p.Until.IsZero() && p.Signal == "":
+	case p.Until.IsZero() && p.For <= 0 && p.Signal == "":
 		return fmt.Errorf("parking execution %s: neither a time nor a signal to wait for: %w", p.ExecutionID, ErrInvalidArgument)
 	case p.Until.IsZero() || until.After(parkedForever):
 		until = parkedForever
+	}
+	due := any(until)
+	if p.For > 0 && p.For < time.Until(parkedForever) {
+		due = s.dialect.before(-p.For)
 	}
 	var res *gorm.DB
 	_ = s.run(ctx, func(db *gorm.DB) error {
 		res = db.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).
 			UpdateColumns(map[string]any{
-				"node_id": nil, "last_heartbeat": until, "wait_signal": nullable(p.Signal),
+				"node_id": nil, "last_heartbeat": due, "wait_signal": nullable(p.Signal),
 				"updated_at": s.dialect.now(), "version": optimisticlock.Bump("version"),
 			})
 		return res.Error

@@ -108,3 +108,34 @@ func TestPark_ClaimRespectsLimitAndDefinitions(t *testing.T) {
 		require.EqualValues(t, 6, left, "the order executions stay for a node that runs them")
 	})
 }
+
+// TestBacklog_CountsWhatIsDueAndTheLiveNodes: the fair share's inputs.
+func TestBacklog_CountsWhatIsDueAndTheLiveNodes(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		ctx := t.Context()
+		for range 3 {
+			create(t, s, repository.NewExecution{}) // unowned: due
+		}
+		later := create(t, s, repository.NewExecution{NodeID: "n1"})
+		require.NoError(t, s.ParkExecution(ctx, repository.ParkParams{ExecutionID: later.ExecutionID, NodeID: "n1", Until: time.Now().Add(time.Hour)}))
+		create(t, s, repository.NewExecution{NodeID: "n1"}) // owned and fresh
+		require.NoError(t, s.BeatNode(ctx, "n1"))
+		require.NoError(t, s.BeatNode(ctx, "n2"))
+		require.NoError(t, s.BeatNode(ctx, "n2"), "beating again updates the row")
+		require.NoError(t, s.DB().Exec(`INSERT INTO workflow_nodes (node_id, started_at, last_seen) VALUES ('gone', ?, ?)`,
+			time.Now().UTC().Add(-time.Hour), time.Now().UTC().Add(-time.Hour)).Error)
+
+		p := repository.ClaimParams{NodeID: "n1", StaleThreshold: time.Minute, Limit: 10}
+		claimable, nodes, err := s.Backlog(ctx, p)
+		require.NoError(t, err)
+		require.Equal(t, 3, claimable, "the parked one and the owned one are not due")
+		require.Equal(t, 2, nodes, "a node silent for an hour is not live")
+		p.Limit = 1
+		p.Definitions = []repository.DefinitionKey{{ID: "other", Version: "v1"}}
+		claimable, _, err = s.Backlog(ctx, p)
+		require.NoError(t, err)
+		require.Zero(t, claimable)
+		_, _, err = s.Backlog(ctx, repository.ClaimParams{StaleThreshold: -1})
+		require.ErrorIs(t, err, repository.ErrInvalidArgument)
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/plexspaces/workflow/engine"
+	"github.com/plexspaces/workflow/models"
 	"github.com/plexspaces/workflow/testutil/workflowtest"
 )
 
@@ -47,6 +48,19 @@ func TestAdversary9_FakeClockWaitsDoNotPark(t *testing.T) {
 	require.NoError(t, tt.Clock().BlockUntil(bound(t), 1)) // the signal's deadline
 	owned()
 	tt.Signal(h.ID(), "go", "yes")
+	// The signal's deadline timer is pending until the signal is received:
+	// wait for the flaky step's first attempt, so the one timer is the
+	// backoff's.
+	require.Eventually(t, func() bool {
+		steps, err := tt.Storage().GetStepExecutionHistory(t.Context(), h.ID())
+		require.NoError(t, err)
+		for _, st := range steps {
+			if st.StepID == "flaky" && st.Status == models.StepRetrying {
+				return true
+			}
+		}
+		return false
+	}, time.Minute, 5*time.Millisecond)
 	require.NoError(t, tt.Clock().BlockUntil(bound(t), 1)) // the backoff
 	owned()
 	tt.Advance(time.Hour)

@@ -542,8 +542,10 @@ func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, res
 		if done != nil {
 			close(done)
 		}
-		if again != nil && x.isParked() {
-			// Resumes it, or hands it back if the engine is stopping.
+		if again != nil {
+			// This node owns it again: run it, or hand it back if the
+			// engine is stopping, whatever ended the old run (it parked, or
+			// its timeout fired meanwhile and its fenced finish missed).
 			_ = e.resume(x.parent, again, false)
 		}
 		if e.backlog.Load() {

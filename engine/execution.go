@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/plexspaces/workflow/models"
@@ -24,6 +25,9 @@ type execution struct {
 	parent context.Context
 	// deadline is when the workflow times out (WithTimeout); zero if never.
 	deadline time.Time
+	// returned is set once the workflow function has returned: the run
+	// only writes its end now, and an "ended" event is most likely its own.
+	returned atomic.Bool
 	// reclaimed is a claim of the execution made by this node while this
 	// run, parked, had not returned yet: resume runs it once this run has
 	// returned. Guarded by the engine's mu.
@@ -107,6 +111,7 @@ func (x *execution) run() (retry bool) {
 	}
 	wctx := newContext(x, history)
 	output, err := x.call(reg.fn, wctx)
+	x.returned.Store(true)
 	// Journal what completed, whatever stopped the run: it must not run
 	// again. A write that fails keeps the completions for the next run here.
 	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(x.ctx), finishTimeout)

@@ -105,8 +105,8 @@ func (e *Engine) stopEnded(ctx context.Context, executionID string) {
 	e.mu.Lock()
 	x := e.running[executionID]
 	e.mu.Unlock()
-	if x == nil {
-		return
+	if x == nil || x.returned.Load() {
+		return // not here, or its own finish: nothing to stop, no read to pay
 	}
 	go func() {
 		// The event says only that it ended; the database says why, and

@@ -349,7 +349,7 @@ func (s *Service) claimUpTo(ctx context.Context, bound int) ([]models.WorkflowEx
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
 	defer cancel()
 	p := repository.ClaimParams{NodeID: s.nodeID, StaleThreshold: s.staleThreshold, Definitions: s.definitions, Limit: limit}
-	if s.fairShare {
+	if s.fairShare && limit > 1 { // a share is at least one: nothing to count for one
 		backlog, nodes, err := s.store.Backlog(ctx, p)
 		if err != nil {
 			s.warn(ctx, "counting the backlog", err)

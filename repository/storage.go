@@ -72,19 +72,29 @@ func New(ctx context.Context, db *gorm.DB, opts ...Option) (*Storage, error) {
 	return newStorage(ctx, db, cfg)
 }
 
-func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) {
+// storageSession is what every Storage works on: db's dialect, the
+// optimisticlock plugin registered once, and a session with UTC times, no
+// implicit transaction, and QueryFields, which names the model's columns
+// instead of "*", so reads skip live_heartbeat (only the stale index needs
+// it).
+func storageSession(db *gorm.DB) (*gorm.DB, dialect, error) {
 	d, err := newDialect(db)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, registered := db.Config.Plugins[optimisticlock.Name]; !registered {
 		if err := db.Use(optimisticlock.New()); err != nil {
-			return nil, fmt.Errorf("registering optimisticlock: %w", err)
+			return nil, nil, fmt.Errorf("registering optimisticlock: %w", err)
 		}
 	}
-	// QueryFields names the model's columns instead of "*", so reads skip
-	// live_heartbeat, which only the stale index needs.
-	session := db.Session(&gorm.Session{NowFunc: utcNow, SkipDefaultTransaction: true, QueryFields: true})
+	return db.Session(&gorm.Session{NowFunc: utcNow, SkipDefaultTransaction: true, QueryFields: true}), d, nil
+}
+
+func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) {
+	session, d, err := storageSession(db)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.logger != nil {
 		session.Logger = logger.NewSlogLogger(cfg.logger, logger.Config{
 			SlowThreshold:             200 * time.Millisecond,

@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"gorm.io/gorm"
-
-	"github.com/plexspaces/workflow/plugins/optimisticlock"
 )
 
 // InTransaction returns a Storage whose every operation runs in tx, the
@@ -24,15 +22,9 @@ func InTransaction(tx *gorm.DB) (*Storage, error) {
 	if _, open := tx.Statement.ConnPool.(gorm.TxCommitter); !open {
 		return nil, fmt.Errorf("not a transaction (want the tx of db.Transaction or db.Begin): %w", ErrInvalidArgument)
 	}
-	d, err := newDialect(tx)
+	session, d, err := storageSession(tx)
 	if err != nil {
 		return nil, err
 	}
-	if _, registered := tx.Config.Plugins[optimisticlock.Name]; !registered {
-		if err := tx.Use(optimisticlock.New()); err != nil {
-			return nil, fmt.Errorf("registering optimisticlock: %w", err)
-		}
-	}
-	session := tx.Session(&gorm.Session{NowFunc: utcNow, SkipDefaultTransaction: true, QueryFields: true})
 	return &Storage{db: session, dialect: d}, nil
 }

@@ -147,14 +147,11 @@ func expectInsertExecution(mock sqlmock.Sqlmock, in repository.NewExecution, cfg
 	return q
 }
 
-// ExpectCreateExecution expects CreateExecution(in) and answers with stored,
-// the row as the database returns it. With labels or in.Definition it
-// expects the transaction, the definition's insert-if-missing and the labels
-// insert too. Workflow.StartTx is CreateExecution with in.Definition set, in
-// the caller's transaction: expect it with InTransaction (and ExpectBegin and
-// ExpectCommit around it); in.ExecutionID may stay empty for a generated id.
-func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, stored models.WorkflowExecution, opts ...ExpectOption) {
-	cfg := newExpectConfig(opts)
+// expectCreateStart expects CreateExecution(in) up to its guarded insert,
+// which it returns with whether the call opened a transaction of its own; a
+// nil insert when cfg made an earlier statement fail (its rollback is
+// expected then).
+func expectCreateStart(mock sqlmock.Sqlmock, in repository.NewExecution, cfg expectConfig) (*sqlmock.ExpectedQuery, bool) {
 	own := cfg.ownTransaction(len(in.Labels) > 0 || in.Definition != nil)
 	if own {
 		mock.ExpectBegin()
@@ -162,6 +159,19 @@ func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, sto
 	insert := expectInsertExecution(mock, in, cfg)
 	if insert == nil {
 		cfg.endFailed(mock, own)
+	}
+	return insert, own
+}
+
+// ExpectCreateExecution expects CreateExecution(in) and answers with stored,
+// the row as the database returns it. With labels or in.Definition it
+// expects the transaction, the definition's insert-if-missing and the labels
+// insert too. Workflow.StartTx is CreateExecution with in.Definition set, in
+// the caller's transaction: expect it with InTransaction (and ExpectBegin and
+// ExpectCommit around it); in.ExecutionID may stay empty for a generated id.
+func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, stored models.WorkflowExecution, opts ...ExpectOption) {
+	insert, own := expectCreateStart(mock, in, newExpectConfig(opts))
+	if insert == nil {
 		return
 	}
 	insert.WillReturnRows(ExecutionRows(stored))
@@ -187,14 +197,8 @@ func ExpectCreateExecution(mock sqlmock.Sqlmock, in repository.NewExecution, sto
 // An idempotent Start or StartTx of an existing id is this, followed by
 // ExpectGetExecution of the existing execution.
 func ExpectCreateExecutionRefused(mock sqlmock.Sqlmock, in repository.NewExecution, exists bool, opts ...ExpectOption) {
-	cfg := newExpectConfig(opts)
-	own := cfg.ownTransaction(len(in.Labels) > 0 || in.Definition != nil)
-	if own {
-		mock.ExpectBegin()
-	}
-	insert := expectInsertExecution(mock, in, cfg)
+	insert, own := expectCreateStart(mock, in, newExpectConfig(opts))
 	if insert == nil {
-		cfg.endFailed(mock, own)
 		return
 	}
 	insert.WillReturnRows(ExecutionRows())

@@ -99,22 +99,32 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	go d.sendApprovals(ctx, client)
 
-	// Kill node-1 as soon as it has charged a payment: mid-flight.
+	// Kill the first node to charge a payment, as soon as it has: mid-flight.
+	// Which of the two it is depends on which claimed first.
+	var first string
 	if err := d.waitFor(ctx, func() (bool, error) {
-		var n int64
-		err := store.DB().WithContext(ctx).Table("demo_payments").Where("node_id = ?", "node-1").Count(&n).Error
-		return n > 0, err
+		var nodes []string
+		err := store.DB().WithContext(ctx).Table("demo_payments").Order("id").Limit(1).Pluck("node_id", &nodes).Error
+		if len(nodes) > 0 {
+			first = nodes[0]
+		}
+		return first != "", err
 	}); err != nil {
-		return fmt.Errorf("waiting for node-1's first payment: %w", err)
+		return fmt.Errorf("waiting for the first payment: %w", err)
 	}
-	if err := node1.Process.Signal(syscall.SIGKILL); err != nil {
+	killed, stopped := node1, node3
+	killedName, stoppedName := "node-1", "node-3"
+	if first == "node-3" {
+		killed, stopped, killedName, stoppedName = node3, node1, "node-3", "node-1"
+	}
+	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
 		return err
 	}
-	_ = node1.Wait()
-	d.say("*** SIGKILL node-1, right after it charged its first payment")
+	_ = killed.Wait()
+	d.say("*** SIGKILL %s, right after it charged the first payment", killedName)
 	d.report(ctx, "in flight at the kill")
 
-	d.say("node-2 starts; it takes node-1's orders once their heartbeats are %s old", staleThreshold)
+	d.say("node-2 starts; it takes %s's orders once their heartbeats are %s old", killedName, staleThreshold)
 	node2, _, err := newEngine(store, "node-2", d.svc, d.out)
 	if err != nil {
 		return err
@@ -123,16 +133,16 @@ func (d *demo) run(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- node2.Run(runCtx) }()
 
-	// A rolling deploy: node-3 stops gracefully. It lets its running steps
-	// finish, journals them and hands its orders back, and node-2 resumes
-	// them at once, not after the stale threshold.
-	if err := node3.Process.Signal(syscall.SIGTERM); err != nil {
+	// A rolling deploy: the other node stops gracefully. It lets its running
+	// steps finish, journals them and hands its orders back, and node-2
+	// resumes them at once, not after the stale threshold.
+	if err := stopped.Process.Signal(syscall.SIGTERM); err != nil {
 		stopNode2()
 		return err
 	}
-	d.say("*** SIGTERM node-3: it finishes its running steps, then hands its orders back")
-	_ = node3.Wait()
-	d.say("node-3 has exited")
+	d.say("*** SIGTERM %s: it finishes its running steps, then hands its orders back", stoppedName)
+	_ = stopped.Wait()
+	d.say("%s has exited", stoppedName)
 	for _, o := range d.orders {
 		if _, err := orders.Handle(client, o.ID).Result(ctx); err != nil && !errors.As(err, new(*engine.WorkflowError)) {
 			stopNode2()

@@ -87,8 +87,11 @@ func everyCheckpoint(runs *runCounter) engine.WorkflowFunc {
 // engine checkpoints through, before it runs and after it committed (the
 // answer lost): the workflow completes and no completed step runs again.
 func TestEngine_FaultInEveryCheckpoint(t *testing.T) {
+	// HeartbeatExecutions, not HeartbeatNode: the engine beats only what it
+	// runs. ParkExecution: the signal wait without a timeout parks.
 	methods := []string{"StartStep", "FinishStep", "ReceiveSignal", "FinishExecution", "GetStepExecutionHistory",
-		"UpdateExecutionStatusWithVersion", "HeartbeatNode", "ClaimExecutions", "GetExecution"}
+		"UpdateExecutionStatusWithVersion", "HeartbeatExecutions", "ClaimExecutions", "GetExecution",
+		"ParkExecution", "BeatNode", "Backlog"}
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		for _, method := range methods {
 			for _, call := range []int{1, 2, 3} {

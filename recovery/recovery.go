@@ -117,7 +117,9 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 	// Counted among the live nodes before its first claim; the rows of
 	// nodes gone for long go.
 	if err := s.store.BeatNode(ctx, s.nodeID); err != nil {
-		return report, fmt.Errorf("recovering node %s: %w", s.nodeID, err)
+		// Not fatal: it only makes this node uncounted in the shares until
+		// its next heartbeat beats again.
+		s.warn(ctx, "node heartbeat", err)
 	}
 	if _, err := s.store.PruneNodes(ctx); err != nil {
 		s.warn(ctx, "pruning nodes", err)

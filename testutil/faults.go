@@ -122,6 +122,22 @@ func (f *FaultyStorage) ReleaseExecution(ctx context.Context, executionID, nodeI
 	return f.call(ctx, "ReleaseExecution", func() error { return f.WorkflowStorage.ReleaseExecution(ctx, executionID, nodeID) })
 }
 
+// ParkExecution implements repository.OwnerRepository.
+func (f *FaultyStorage) ParkExecution(ctx context.Context, p repository.ParkParams) error {
+	return f.call(ctx, "ParkExecution", func() error { return f.WorkflowStorage.ParkExecution(ctx, p) })
+}
+
+// BeatNode implements repository.OwnerRepository.
+func (f *FaultyStorage) BeatNode(ctx context.Context, nodeID string) error {
+	return f.call(ctx, "BeatNode", func() error { return f.WorkflowStorage.BeatNode(ctx, nodeID) })
+}
+
+// Backlog implements repository.OwnerRepository.
+func (f *FaultyStorage) Backlog(ctx context.Context, p repository.ClaimParams) (claimable, liveNodes int, err error) {
+	err = f.call(ctx, "Backlog", func() error { claimable, liveNodes, err = f.WorkflowStorage.Backlog(ctx, p); return err })
+	return claimable, liveNodes, err
+}
+
 // HeartbeatNode implements repository.OwnerRepository.
 func (f *FaultyStorage) HeartbeatNode(ctx context.Context, nodeID string) (ids []string, err error) {
 	err = f.call(ctx, "HeartbeatNode", func() error { ids, err = f.WorkflowStorage.HeartbeatNode(ctx, nodeID); return err })

@@ -88,7 +88,7 @@ func crashTest(t *testing.T, dialect string) {
 	}
 
 	client := engine.New(s, engine.Config{NodeID: "client"})
-	require.NoError(t, client.Register(engine.Dynamic(def("crash"), crashWorkflow(nil, 0))))
+	require.NoError(t, client.Register(engine.Dynamic(def("crash"), crashWorkflow(nil, 0, 0))))
 	ids := make([]string, cfg.workflows)
 	for i := range ids {
 		ids[i], err = client.Start(ctx, "crash", "v1", i)
@@ -103,7 +103,7 @@ func crashTest(t *testing.T, dialect string) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCrashNode$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "CRASH_HELPER_DSN="+nodeDSN, "CRASH_HELPER_NODE="+id,
 			"CRASH_HELPER_STALE="+cfg.staleAfter.String(), "CRASH_HELPER_HEARTBEAT="+cfg.heartbeatEach.String(),
-			"CRASH_HELPER_PAUSE="+cfg.stepPause.String())
+			"CRASH_HELPER_PAUSE="+cfg.stepPause.String(), "CRASH_HELPER_NAP="+(2*cfg.stepPause+60*time.Millisecond).String())
 		require.NoError(t, cmd.Start())
 		nodes[id] = cmd
 	}
@@ -255,10 +255,17 @@ func stepName(i int) string { return "step-" + strconv.Itoa(i) }
 
 // crashWorkflow runs crashSteps steps; each records its run and applies its
 // side effect once per idempotency key.
-func crashWorkflow(s *repository.Storage, pause time.Duration) engine.WorkflowFunc {
+func crashWorkflow(s *repository.Storage, pause, nap time.Duration) engine.WorkflowFunc {
 	return func(wctx *engine.Context, _ json.RawMessage) (any, error) {
 		for i := range crashSteps {
 			step := stepName(i)
+			if i == crashSteps/2 && nap > 0 {
+				// A wait longer than the nodes' PollInterval: the workflow
+				// parks, and the faults land on parked executions too.
+				if err := engine.Sleep(wctx, "nap", nap); err != nil {
+					return nil, err
+				}
+			}
 			_, err := engine.Step(wctx, step, func(c context.Context) (bool, error) {
 				db := s.DB().WithContext(c)
 				start := time.Now().UnixNano()
@@ -312,6 +319,8 @@ func TestHelperCrashNode(t *testing.T) {
 		NodeID: os.Getenv("CRASH_HELPER_NODE"), HeartbeatInterval: durations["HEARTBEAT"], StaleThreshold: durations["STALE"],
 		PollInterval: 50 * time.Millisecond, MaxConcurrent: 4,
 	})
-	require.NoError(t, e.Register(engine.Dynamic(def("crash"), crashWorkflow(s, durations["PAUSE"]))))
+	// CRASH_HELPER_NAP, if set, makes the workflow park between its steps.
+	nap, _ := time.ParseDuration(os.Getenv("CRASH_HELPER_NAP"))
+	require.NoError(t, e.Register(engine.Dynamic(def("crash"), crashWorkflow(s, durations["PAUSE"], nap))))
 	require.NoError(t, e.Run(ctx))
 }

@@ -45,7 +45,7 @@ func rollingRestart(t *testing.T, dialect string) {
 		require.NoError(t, s.DB().Exec(stmt).Error)
 	}
 	client := engine.New(s, engine.Config{NodeID: "client"})
-	require.NoError(t, client.Register(engine.Dynamic(def("crash"), crashWorkflow(nil, 0))))
+	require.NoError(t, client.Register(engine.Dynamic(def("crash"), crashWorkflow(nil, 0, 0))))
 
 	nodes := map[string]*exec.Cmd{}
 	startNode := func(id string) {

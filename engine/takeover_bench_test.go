@@ -52,7 +52,7 @@ func measureTakeover(b *testing.B, dialect string) time.Duration {
 	b.Cleanup(func() { _ = victim.Process.Kill(); _ = victim.Wait() })
 
 	client := engine.New(s, defaults)
-	require.NoError(b, client.Register(engine.Dynamic(def("crash"), crashWorkflow(nil, 0))))
+	require.NoError(b, client.Register(engine.Dynamic(def("crash"), crashWorkflow(nil, 0, 0))))
 	_, err = client.Start(ctx, "crash", "v1", 0)
 	require.NoError(b, err)
 	ranOn := func(node string) bool {
@@ -66,7 +66,7 @@ func measureTakeover(b *testing.B, dialect string) time.Duration {
 	_ = victim.Wait()
 
 	survivor := engine.New(s, engine.Config{NodeID: "survivor"})
-	require.NoError(b, survivor.Register(engine.Dynamic(def("crash"), crashWorkflow(s, 0))))
+	require.NoError(b, survivor.Register(engine.Dynamic(def("crash"), crashWorkflow(s, 0, 0))))
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- survivor.Run(runCtx) }()

@@ -119,6 +119,7 @@ func All() []*gormigrate.Migration {
 		alteration(IDParkedWaits, parkedWaitsUp, parkedWaitsDown),
 		migration(IDNodes, nodesUp, "workflow_nodes"),
 		alteration(IDWakeUps, wakeUpsUp, wakeUpsDown),
+		alteration(IDRetention, retentionUp, retentionDown),
 	}
 }
 

@@ -23,7 +23,7 @@ import (
 var tables = []string{"workflow_definitions", "workflow_executions", "workflow_execution_labels", "step_executions", "signals"}
 
 // laterTables are the tables of the migrations after 006.
-var laterTables = map[string]string{migrations.IDNodes: "workflow_nodes"}
+var laterTables = map[string]string{migrations.IDNodes: "workflow_nodes", migrations.IDRetention: "workflow_leases"}
 
 // sqliteFile is a database file with the pragmas the repository uses.
 func sqliteFile(path string) gorm.Dialector {
@@ -110,8 +110,8 @@ func TestMigrate_RerunIsNoOpAndRollbackUndoes(t *testing.T) {
 func TestAll_OrderAndRollbacks(t *testing.T) {
 	t.Parallel()
 	all := migrations.All()
-	require.Len(t, all, 8)
-	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals", "006_parked_waits", "007_workflow_nodes", "008_wake_ups"} {
+	require.Len(t, all, 9)
+	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals", "006_parked_waits", "007_workflow_nodes", "008_wake_ups", "010_retention"} {
 		require.Equal(t, id, all[i].ID)
 		require.NotNil(t, all[i].Rollback, id)
 	}

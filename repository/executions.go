@@ -418,10 +418,13 @@ func (s *Storage) ListExecutions(ctx context.Context, f ExecutionFilter) ([]mode
 	if err := checkLabels(f.Labels); err != nil {
 		return nil, err
 	}
-	for what, v := range map[string]string{"node id": f.NodeID, "definition id": f.DefinitionID, "cursor": f.After} {
+	for what, v := range map[string]string{"node id": f.NodeID, "definition id": f.DefinitionID, "definition version": f.DefinitionVersion, "cursor": f.After} {
 		if err := checkText(what, v); err != nil {
 			return nil, err
 		}
+	}
+	if f.DefinitionVersion != "" && f.DefinitionID == "" {
+		return nil, fmt.Errorf("definition version %q without a definition id: %w", f.DefinitionVersion, ErrInvalidArgument)
 	}
 	limit := f.Limit
 	switch {
@@ -455,6 +458,12 @@ func listQuery(q *gorm.DB, f ExecutionFilter) *gorm.DB {
 	}
 	if f.DefinitionID != "" {
 		q = q.Where("definition_id = ?", f.DefinitionID)
+	}
+	if f.DefinitionVersion != "" {
+		q = q.Where("definition_version = ?", f.DefinitionVersion)
+	}
+	if !f.CreatedSince.IsZero() {
+		q = q.Where("created_at >= ?", f.CreatedSince.UTC().Truncate(time.Microsecond))
 	}
 	for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
 		q = q.Where(`EXISTS (SELECT 1 FROM workflow_execution_labels l `+

@@ -34,6 +34,11 @@ type ExecutionFilter struct {
 	Statuses     []models.ExecutionStatus
 	NodeID       string
 	DefinitionID string
+	// DefinitionVersion selects one version of DefinitionID; it needs
+	// DefinitionID.
+	DefinitionVersion string
+	// CreatedSince, if not zero, selects executions created at or after it.
+	CreatedSince time.Time
 	// Labels must all match.
 	Labels map[string]string
 	// Limit is the page size: ListLimitDefault when zero, at most ListLimitMax.

@@ -7,7 +7,11 @@ export WORKFLOW_REQUIRE_POSTGRES
 GO ?= go
 BENCH ?= .
 
-.PHONY: test vet bench crash restart-test demo
+.PHONY: build test vet bench crash restart-test demo
+
+# The operator's CLI, in bin/ (or: go install github.com/plexspaces/workflow/cmd/workflowctl@latest).
+build:
+	$(GO) build -o bin/workflowctl ./cmd/workflowctl
 
 # The scale tests skip themselves under -race (too slow there); the second
 # pass runs them without it.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/plexspaces/workflow/models"
 )
 
 // actionDocument is the JSON output of signal and cancel.
@@ -13,6 +15,8 @@ type actionDocument struct {
 	ExecutionID string `json:"execution_id"`
 	Action      string `json:"action"`
 	Signal      string `json:"signal,omitempty"`
+	// Status is where the execution stands after a cancel.
+	Status models.ExecutionStatus `json:"status,omitempty"`
 }
 
 func (a *app) signalCommand() *cobra.Command {
@@ -36,7 +40,7 @@ func (a *app) signalCommand() *cobra.Command {
 				if err := m.Signal(cmd.Context(), id, name, payload); err != nil {
 					return executionError(id, err)
 				}
-				return a.done(actionDocument{ExecutionID: id, Action: "signalled", Signal: name},
+				return a.done(actionDocument{ExecutionID: id, Action: "signal", Signal: name},
 					"sent signal %s to %s\n", name, id)
 			})
 		},
@@ -56,7 +60,16 @@ func (a *app) cancelCommand() *cobra.Command {
 				if err := m.Cancel(cmd.Context(), id); err != nil {
 					return executionError(id, err)
 				}
-				return a.done(actionDocument{ExecutionID: id, Action: "cancelled"}, "cancelled %s\n", id)
+				// Cancelling an ended execution changes nothing: say which it was.
+				d, err := m.Get(cmd.Context(), id)
+				if err != nil {
+					return executionError(id, err)
+				}
+				doc := actionDocument{ExecutionID: id, Action: "cancel", Status: d.Execution.Status}
+				if d.Execution.Status != models.ExecutionCancelled {
+					return a.done(doc, "%s had already ended %s\n", id, d.Execution.Status)
+				}
+				return a.done(doc, "cancelled %s\n", id)
 			})
 		},
 	}

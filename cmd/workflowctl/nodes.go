@@ -66,9 +66,8 @@ func (a *app) staleCommand() *cobra.Command {
 		Use:   "stale [--threshold DURATION]",
 		Short: "List live executions whose owner has stopped beating",
 		Long: "List the PENDING and RUNNING executions whose last heartbeat is older than the\n" +
-			"threshold, by the database's clock: work a dead node left, which a live engine\n" +
-			"will take over. Parked executions (waiting for a time or a signal) beat nothing\n" +
-			"and are listed once their wait is due.",
+			"threshold, by the database's clock, oldest first: owned by a node that stopped\n" +
+			"beating, or unowned and due, waiting for an engine to claim them.",
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withManager(cmd.Context(), func(m manager) error {

@@ -32,7 +32,7 @@ type cli struct {
 	env map[string]string
 	// terminal makes the CLI take stderr for a terminal.
 	terminal bool
-	// manager, if set, replaces the management API.
+	// manager, if set, replaces the management API (and the storage may be nil).
 	manager manager
 }
 
@@ -42,7 +42,7 @@ func newCLI(t *testing.T, store *repository.Storage) *cli {
 
 func (c *cli) app(stdout, stderr io.Writer) *app {
 	a := newApp(stdout, stderr, func(k string) (string, bool) { v, ok := c.env[k]; return v, ok })
-	if c.store != nil {
+	if c.store != nil || c.manager != nil {
 		a.open = func(context.Context, string, bool) (*repository.Storage, func(), error) {
 			return c.store, func() {}, nil
 		}

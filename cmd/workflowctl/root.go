@@ -138,12 +138,16 @@ func groupArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// groupRun runs a command group without a subcommand: its help, on stderr,
-// and bad usage.
+// groupRun runs a command group without a subcommand: bad usage, naming
+// the subcommands.
 func groupRun(cmd *cobra.Command, _ []string) error {
-	cmd.SetOut(cmd.ErrOrStderr())
-	_ = cmd.Help()
-	return usagef("%s needs a command", cmd.CommandPath())
+	var names []string
+	for _, sub := range cmd.Commands() {
+		if sub.IsAvailableCommand() {
+			names = append(names, sub.Name())
+		}
+	}
+	return usagef("%s needs a command: %s", cmd.CommandPath(), strings.Join(names, ", "))
 }
 
 // exactArgs accepts exactly the named arguments.

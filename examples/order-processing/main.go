@@ -10,6 +10,7 @@
 //	go run ./examples/order-processing                       # embedded SQLite in a temp dir
 //	go run ./examples/order-processing -dsn postgres://...   # PostgreSQL
 //	go run ./examples/order-processing -orders 8
+//	go run ./examples/order-processing -keep                 # keep the SQLite file, for workflowctl
 package main
 
 import (
@@ -44,6 +45,9 @@ const (
 	envNode = "ORDER_DEMO_NODE"
 	envDSN  = "ORDER_DEMO_DSN"
 )
+
+// envKeep=1 does what -keep does.
+const envKeep = "ORDER_DEMO_KEEP"
 
 func main() {
 	if node := os.Getenv(envNode); node != "" {
@@ -95,6 +99,7 @@ func run(args []string, out, errOut io.Writer) int {
 	flags.SetOutput(errOut)
 	dsn := flags.String("dsn", "", "database: postgres://... or sqlite://PATH (default: a SQLite file in a temporary directory)")
 	orders := flags.Int("orders", 5, "how many orders to process")
+	keep := flags.Bool("keep", os.Getenv(envKeep) == "1", "keep the SQLite file of the default -dsn and print where it is (also "+envKeep+"=1)")
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
@@ -108,8 +113,13 @@ func run(args []string, out, errOut io.Writer) int {
 			fmt.Fprintln(errOut, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
 		*dsn = "sqlite://" + dir + "/orders.db"
+		if *keep {
+			// Said last, so that it is the line a reader sees.
+			defer fmt.Fprintf(out, "\nThe database is kept: %s\nLook at it with: WORKFLOW_DSN=%s workflowctl list\n", *dsn, *dsn)
+		} else {
+			defer os.RemoveAll(dir)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), demoDeadline)
 	defer cancel()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -72,4 +73,39 @@ func TestFlags(t *testing.T) {
 	var out bytes.Buffer
 	require.Equal(t, 2, run([]string{"-orders", "0"}, &out, &out))
 	require.Equal(t, 2, run([]string{"-nope"}, &out, &out))
+}
+
+// TestKeep: -keep (or ORDER_DEMO_KEEP=1) keeps the demo's SQLite file and
+// says where it is; without it the file is gone.
+func TestKeep(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // the demo's temporary directory goes here
+	var out bytes.Buffer
+	require.Equal(t, 0, run([]string{"-keep", "-orders", "2"}, &out, &out), out.String())
+	_, kept, ok := strings.Cut(out.String(), "The database is kept: sqlite://")
+	require.True(t, ok, out.String())
+	path, _, _ := strings.Cut(kept, "\n")
+	require.FileExists(t, path)
+	require.True(t, strings.HasPrefix(path, tmp), path)
+	require.Contains(t, out.String(), "Look at it with: WORKFLOW_DSN=sqlite://"+path+" workflowctl list\n")
+
+	store, err := repository.Open(context.Background(), "sqlite://"+path)
+	require.NoError(t, err)
+	defer store.Close()
+	e, err := store.GetExecution(context.Background(), "order-1")
+	require.NoError(t, err)
+	require.Equal(t, models.ExecutionCompleted, e.Status)
+
+	t.Setenv(envKeep, "1")
+	out.Reset()
+	require.Equal(t, 0, run([]string{"-orders", "1"}, &out, &out), out.String())
+	require.Contains(t, out.String(), "The database is kept: sqlite://"+tmp)
+
+	t.Setenv(envKeep, "")
+	out.Reset()
+	require.Equal(t, 0, run([]string{"-orders", "1"}, &out, &out), out.String())
+	require.NotContains(t, out.String(), "The database is kept")
+	entries, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	require.Len(t, entries, 2, "only the kept ones remain")
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/plexspaces/workflow/manage"
 	"github.com/plexspaces/workflow/models"
 )
 
@@ -92,6 +94,11 @@ func (a *app) retryCommand() *cobra.Command {
 
 func (a *app) retry(ctx context.Context, m manager, id string) error {
 	e, err := m.Retry(ctx, id)
+	if errors.Is(err, manage.ErrNotRetryable) {
+		if d, getErr := m.Get(ctx, id); getErr == nil {
+			return fmt.Errorf("execution %s is %s: only FAILED, CANCELLED and TIMED_OUT executions can be retried", id, d.Execution.Status)
+		}
+	}
 	if err != nil {
 		return executionError(id, err)
 	}

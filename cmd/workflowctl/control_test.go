@@ -58,8 +58,8 @@ func TestRetry(t *testing.T) {
 		require.Equal(t, models.ExecutionPending, after.Status)
 		require.Greater(t, after.Version, before.Version)
 
-		c.fails(exitError, "workflowctl: execution order-ok cannot be retried (only FAILED, CANCELLED and TIMED_OUT can)", "retry", f.completed)
-		c.fails(exitError, "workflowctl: execution order-declined cannot be retried", "retry", f.failed) // live again
+		c.fails(exitError, "workflowctl: execution order-ok is COMPLETED: only FAILED, CANCELLED and TIMED_OUT executions can be retried\n", "retry", f.completed)
+		c.fails(exitError, "workflowctl: execution order-declined is PENDING: only", "retry", f.failed) // live again
 		c.fails(exitError, "workflowctl: execution nope not found\n", "retry", "nope")
 		c.fails(exitUsage, "missing ID", "retry")
 

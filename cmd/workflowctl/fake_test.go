@@ -8,9 +8,10 @@ import (
 	"github.com/plexspaces/workflow/models"
 )
 
-// fakeManager answers every call with err, or with nothing.
+// fakeManager answers every call with err, or with nothing (Get with detail).
 type fakeManager struct {
-	err error
+	err    error
+	detail *manage.Detail
 }
 
 var _ manager = (*fakeManager)(nil)
@@ -20,7 +21,7 @@ func (f *fakeManager) List(context.Context, manage.Filter) (manage.Page, error) 
 }
 
 func (f *fakeManager) Get(context.Context, string) (*manage.Detail, error) {
-	return nil, f.err
+	return f.detail, f.err
 }
 
 func (f *fakeManager) Cancel(context.Context, string) error { return f.err }

@@ -79,9 +79,11 @@ func (a *app) show(ctx context.Context, m manager, id string) error {
 	if len(doc.Steps) > 0 {
 		t := newTable(a.stdout, "STEP", "ATTEMPT", "STATUS", "NODE", "STARTED", "DURATION", "ERROR")
 		for _, s := range doc.Steps {
-			end := s.CompletedAt
-			t.row(s.StepID, strconv.Itoa(s.Attempt), string(s.Status), stepNode(s), formatTime(s.StartedAt),
-				formatSpan(s.StartedAt, end, now), deref(s.Error))
+			span := formatSpan(s.StartedAt, s.CompletedAt, now)
+			if s.CompletedAt == nil && e.Status.Terminal() {
+				span = "" // an attempt its node died in: it is not going on
+			}
+			t.row(s.StepID, strconv.Itoa(s.Attempt), string(s.Status), stepNode(s), formatTime(s.StartedAt), span, deref(s.Error))
 		}
 		if err := t.flush(); err != nil {
 			return err

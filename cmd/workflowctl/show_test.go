@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -60,4 +61,25 @@ func TestShow_BadUsage(t *testing.T) {
 	c.fails(exitUsage, "workflowctl show: missing ID", "show")
 	c.fails(exitUsage, `unexpected argument "b"`, "show", "a", "b")
 	c.fails(exitUsage, "empty ID", "show", " ")
+}
+
+// TestShow_AbandonedAttempt: an attempt whose node died never completed;
+// once the execution has ended, it shows no running duration.
+func TestShow_AbandonedAttempt(t *testing.T) {
+	t.Parallel()
+	started := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	later := started.Add(1500 * time.Millisecond)
+	c := newCLI(t, nil)
+	c.manager = &fakeManager{detail: &manage.Detail{
+		Execution: models.WorkflowExecution{ExecutionID: "x", DefinitionID: "order", DefinitionVersion: "v1",
+			Status: models.ExecutionCompleted, StartedAt: &started, CompletedAt: &later},
+		Steps: []models.StepExecution{
+			{StepID: "charge", Attempt: 1, Status: models.StepRunning, StartedAt: &started},
+			{StepID: "charge", Attempt: 2, Status: models.StepCompleted, StartedAt: &started, CompletedAt: &later},
+		},
+	}}
+	out := c.ok("show", "x")
+	require.Regexp(t, `(?m)^charge\s+1\s+RUNNING\s+-\s+2026-01-02 03:04:05\s+-\s+-$`, out)
+	require.Regexp(t, `(?m)^charge\s+2\s+COMPLETED\s+-\s+2026-01-02 03:04:05\s+1.5s\s+-$`, out)
+	require.Regexp(t, `(?m)^duration\s+1.5s$`, out)
 }

@@ -12,7 +12,10 @@ import (
 // flag, a missing or extra argument, a value of the wrong syntax. It exits 2.
 type usageError struct{ err error }
 
+// Error returns the message.
 func (e *usageError) Error() string { return e.err.Error() }
+
+// Unwrap returns the error it wraps.
 func (e *usageError) Unwrap() error { return e.err }
 
 // usagef returns a usageError with a formatted message.

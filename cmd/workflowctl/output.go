@@ -20,6 +20,7 @@ const (
 	outputJSON  outputFormat = "json"
 )
 
+// String implements pflag.Value.
 func (o *outputFormat) String() string { return string(*o) }
 
 // Set implements pflag.Value.

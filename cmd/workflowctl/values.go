@@ -18,6 +18,7 @@ import (
 // statusList is --status S[,S], repeatable.
 type statusList []models.ExecutionStatus
 
+// String implements pflag.Value.
 func (l *statusList) String() string {
 	parts := make([]string, len(*l))
 	for i, s := range *l {
@@ -46,6 +47,7 @@ func (l *statusList) Type() string { return "status" }
 // labelMap is --label k=v, repeatable.
 type labelMap map[string]string
 
+// String implements pflag.Value.
 func (m *labelMap) String() string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(*m)) {
@@ -74,6 +76,7 @@ func (m *labelMap) Type() string { return "key=value" }
 // "1d12h"), which operators think of history in.
 type duration time.Duration
 
+// String implements pflag.Value.
 func (d *duration) String() string {
 	if *d == 0 {
 		return ""

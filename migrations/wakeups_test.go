@@ -21,8 +21,11 @@ func TestMigrate_WakeUpTriggers(t *testing.T) {
 		want := map[string]int{"postgres": 3, "sqlite": 0}[dialect]
 		require.Equal(t, want, wakeUpTriggers(t, db))
 
-		all := migrations.All()
-		require.Equal(t, migrations.IDWakeUps, all[len(all)-1].ID, "this test rolls back the last migration")
+		// Roll back the migrations after 008, then 008.
+		for ids := applied(t, db); len(ids) > 0 && ids[len(ids)-1] != migrations.IDWakeUps; ids = applied(t, db) {
+			require.NoError(t, migrations.RollbackLast(ctx, db))
+			require.Equal(t, want, wakeUpTriggers(t, db), "rolling back %s keeps 008's triggers", ids[len(ids)-1])
+		}
 		require.NoError(t, migrations.RollbackLast(ctx, db))
 		require.Zero(t, wakeUpTriggers(t, db))
 		ids := applied(t, db)

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/plexspaces/workflow/repository"
 )
 
 // Defaults of Config's zero fields. A dead node's work is resumed elsewhere
@@ -63,6 +65,15 @@ type Config struct {
 	// InterceptStep, if set, runs around every step attempt (see
 	// StepInterceptor).
 	InterceptStep StepInterceptor
+	// Retention, if positive, makes the engines purge the executions that
+	// ended (COMPLETED, FAILED, CANCELLED or TIMED_OUT) more than Retention
+	// ago, with their labels, journal and signals, in the background, one
+	// node at a time (see retention.go). Zero, the default, keeps everything.
+	Retention time.Duration
+
+	// onPurge, if set, hears each background purge this engine made
+	// (tests).
+	onPurge func(repository.PurgeCounts, error)
 }
 
 func (c Config) withDefaults() Config {
@@ -98,7 +109,7 @@ func (c Config) withDefaults() Config {
 
 func (c Config) validate() error {
 	switch {
-	case c.HeartbeatInterval < 0 || c.StaleThreshold < 0 || c.PollInterval < 0 || c.MaxConcurrent < 0 || c.MaxStepCrashes < 0 || c.DrainTimeout < 0:
+	case c.HeartbeatInterval < 0 || c.StaleThreshold < 0 || c.PollInterval < 0 || c.MaxConcurrent < 0 || c.MaxStepCrashes < 0 || c.DrainTimeout < 0 || c.Retention < 0:
 		return fmt.Errorf("negative setting: %w", ErrInvalidConfig)
 	case c.StaleThreshold <= c.HeartbeatInterval:
 		return fmt.Errorf("stale threshold %s must exceed heartbeat interval %s: %w", c.StaleThreshold, c.HeartbeatInterval, ErrInvalidConfig)

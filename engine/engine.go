@@ -396,6 +396,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 	defer e.listen(ctx)() // pushed wake-ups while Run goes, drain included (wake.go)
+	defer e.retain(ctx)() // background purge when Config.Retention is set (retention.go)
 	svc := recovery.NewService(e.store, e.cfg.NodeID,
 		recovery.WithResumer(e),
 		recovery.WithLogger(e.cfg.Logger),

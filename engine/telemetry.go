@@ -394,19 +394,23 @@ func (c *Context) endStep(st stepTrace, status models.StepStatus, failure error)
 
 // beginSleep starts the span of Sleep's wait, under a recording run span.
 func (c *Context) beginSleep(stepID string, d time.Duration) (*Context, trace.Span) {
+	if c.x.tel.span == nil {
+		return c, nil // the name and attributes would allocate
+	}
 	return c.beginWait("sleep "+stepID, attrStepID.String(stepID), attrSleepDuration.Float64(d.Seconds()))
 }
 
 // beginSignal starts the span of AwaitSignal's wait, under a recording run
 // span.
 func (c *Context) beginSignal(name string, timeout time.Duration) (*Context, trace.Span) {
-	return c.beginWait("signal "+name, attrSignalName.String(name), attrSignalTimeout.Float64(timeout.Seconds()))
-}
-
-func (c *Context) beginWait(name string, attrs ...attribute.KeyValue) (*Context, trace.Span) {
 	if c.x.tel.span == nil {
 		return c, nil
 	}
+	return c.beginWait("signal "+name, attrSignalName.String(name), attrSignalTimeout.Float64(timeout.Seconds()))
+}
+
+// beginWait starts a wait's span under the run's recording span.
+func (c *Context) beginWait(name string, attrs ...attribute.KeyValue) (*Context, trace.Span) {
 	ctx, span := c.x.engine.tel.tracer.Start(c.Context, name, trace.WithAttributes(attrs...))
 	cp := *c
 	cp.Context = ctx

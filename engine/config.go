@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/plexspaces/workflow/repository"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of Config's zero fields. A dead node's work is resumed elsewhere
@@ -74,6 +77,13 @@ type Config struct {
 	// onPurge, if set, hears each background purge this engine made
 	// (tests).
 	onPurge func(repository.PurgeCounts, error)
+	// TracerProvider makes the spans of runs, step attempts and waits
+	// (default: otel.GetTracerProvider() when New is called, so an app that
+	// set up OpenTelemetry gets traces with no code).
+	TracerProvider trace.TracerProvider
+	// MeterProvider makes the workflow.* metrics (default:
+	// otel.GetMeterProvider() when New is called).
+	MeterProvider metric.MeterProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -103,6 +113,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Clock == nil {
 		c.Clock = systemClock{}
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = otel.GetTracerProvider()
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = otel.GetMeterProvider()
 	}
 	return c
 }

@@ -55,7 +55,8 @@ type Engine struct {
 	retrying map[string]bool
 	// reserved counts slots Start has taken for executions it is creating.
 	reserved int
-	wake     wakeState // Awaits woken by pushed events (wake.go)
+	wake     wakeState  // Awaits woken by pushed events (wake.go)
+	tel      *telemetry // spans and metrics (telemetry.go)
 }
 
 var _ recovery.Resumer = (*Engine)(nil)
@@ -63,10 +64,12 @@ var _ recovery.Resumer = (*Engine)(nil)
 // New returns an engine on store. Zero Config fields take their defaults.
 func New(store repository.WorkflowStorage, cfg Config) *Engine {
 	cfg = cfg.withDefaults()
+	log := cfg.Logger.With(slog.String("node_id", cfg.NodeID))
 	return &Engine{
 		store:     store,
 		cfg:       cfg,
-		log:       cfg.Logger.With(slog.String("node_id", cfg.NodeID)),
+		log:       log,
+		tel:       newTelemetry(cfg, log),
 		workflows: map[definitionKey]*registration{},
 		running:   map[string]*execution{},
 		finished:  map[string]chan struct{}{},
@@ -171,6 +174,7 @@ func (e *Engine) Start(ctx context.Context, definitionID, version string, input 
 // when the workflow is not registered here.
 func (e *Engine) start(ctx context.Context, known *models.WorkflowDefinition, definitionID, version string, input models.JSON, opts []StartOption) (string, error) {
 	nx := newExecutionInput(definitionID, version, input, opts)
+	nx.Metadata = traceMetadata(ctx) // runs link to the caller's trace
 	reg, local := e.registration(definitionID, version)
 	switch {
 	case local && !e.isSaved(reg):
@@ -211,6 +215,7 @@ func (e *Engine) start(ctx context.Context, known *models.WorkflowDefinition, de
 	if local {
 		e.markSaved(reg)
 	}
+	e.tel.startedExecution(ctx, exec)
 	if reserved {
 		if err := e.resume(runCtx, exec, true); err != nil {
 			// Run ended meanwhile: hand the execution back so that any node
@@ -405,7 +410,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		recovery.WithSweepInterval(e.cfg.PollInterval),
 		recovery.WithBatchSize(e.cfg.MaxConcurrent),
 		recovery.WithCapacity(e.freeSlots),
-		recovery.WithHeartbeatHook(e.checkOwnership),
+		recovery.WithHeartbeatHook(e.tel.heartbeatHook(e.cfg.HeartbeatInterval, e.checkOwnership)),
 		recovery.WithRunning(e.runningIDs),
 		recovery.WithSweepTrigger(e.sweepNow),
 		recovery.WithDefinitions(keys...), // claim only what this node can run

@@ -32,14 +32,16 @@ type execution struct {
 	// run, parked, had not returned yet: resume runs it once this run has
 	// returned. Guarded by the engine's mu.
 	reclaimed *models.WorkflowExecution
+	tel       runTelemetry // the run's span and metric attributes (telemetry.go)
 }
 
 // newExecution prepares a run: parent is Run's context, whose end stops the
 // workflow at its next step or wait; work, which ends DrainTimeout later, is
 // the context of its steps.
 func newExecution(e *Engine, parent, work context.Context, exec *models.WorkflowExecution) *execution {
+	work, tel := e.tel.beginRun(work, exec, e.cfg.NodeID)
 	ctx, cancel := context.WithCancelCause(work)
-	return &execution{engine: e, id: exec.ExecutionID, exec: exec, ctx: ctx, cancel: cancel, parent: parent}
+	return &execution{engine: e, id: exec.ExecutionID, exec: exec, ctx: ctx, cancel: cancel, parent: parent, tel: tel}
 }
 
 // stop ends the workflow's context with a cause; the workflow notices at its
@@ -73,6 +75,7 @@ func (x *execution) logger() *slog.Logger {
 // whether the run must be tried again later because the storage failed.
 func (x *execution) run() (retry bool) {
 	defer x.cancel(nil)
+	defer func() { x.endRun(retry) }()
 	e := x.engine
 	log := x.logger()
 	reg, ok := e.registration(x.exec.DefinitionID, x.exec.DefinitionVersion)
@@ -99,6 +102,7 @@ func (x *execution) run() (retry bool) {
 			log.LogAttrs(x.ctx, slog.LevelWarn, "reading journal", slog.String("error", err.Error()))
 			return x.ctx.Err() == nil
 		}
+		x.noteJournal(history)
 	}
 	if reg.timeout > 0 {
 		var stopTimer context.CancelFunc
@@ -262,6 +266,7 @@ func (x *execution) finish(status models.ExecutionStatus, output any, failure er
 		p.Error = storableText(fmt.Sprintf("workflow %v: %v", errUnstorable, err))
 		err = x.engine.store.FinishExecution(ctx, p)
 	}
+	x.finishedRun(p.Status, p.Error, err == nil)
 	log := x.logger()
 	if err != nil {
 		log.LogAttrs(ctx, slog.LevelWarn, "finishing execution", slog.String("status", string(status)), slog.String("error", err.Error()))

@@ -66,6 +66,7 @@ func (c *Context) park(until time.Time, signal string) error {
 		return x.checkpointError(err)
 	}
 	x.stop(errParked)
+	x.tel.parked = true // a heartbeat may have stopped it first (telemetry.go)
 	e.parked(until)
 	x.logger().LogAttrs(c, slog.LevelDebug, "execution parked", slog.String("signal", signal), slog.Time("until", until))
 	return errParked

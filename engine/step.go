@@ -135,11 +135,14 @@ func (c *Context) step(stepID string, fn func(context.Context) (any, error), opt
 			info := StepInfo{ExecutionID: c.x.id, StepID: stepID, Attempt: attempt}
 			run = func(ctx context.Context) (any, error) { return intercept(ctx, info, fn) }
 		}
-		out, runErr, err := c.attempt(stepID, attempt, run, o.input)
+		sc, st := c.beginStep(stepID, attempt, o.own) // telemetry.go
+		out, runErr, err := sc.attempt(stepID, attempt, run, o.input)
 		if err != nil {
+			c.endStep(st, "", err)
 			return nil, err
 		}
 		if runErr == nil {
+			c.endStep(st, models.StepCompleted, nil)
 			return out, nil
 		}
 		failed++
@@ -151,6 +154,7 @@ func (c *Context) step(stepID string, fn func(context.Context) (any, error), opt
 			status = models.StepFailed
 		}
 		failure, record := journal(runErr, o.declared)
+		c.endStep(st, status, runErr)
 		if err := c.finishAttempt(stepID, status, record, failure); err != nil {
 			return nil, err
 		}

@@ -17,7 +17,9 @@ import (
 // 10-minute sleep resumed after 3 sleeps 7 more). The wake-up time is the
 // clock of the node that first ran the step. Cancel wakes it with
 // ErrCancelled.
-func Sleep(ctx *Context, stepID string, d time.Duration) error {
+func Sleep(ctx *Context, stepID string, d time.Duration) (err error) {
+	ctx, span := ctx.beginSleep(stepID, d) // telemetry.go
+	defer func() { endWait(span, err) }()
 	clock := ctx.x.engine.cfg.Clock
 	wakeAt, err := ownStep(ctx, stepID, func(context.Context) (time.Time, error) {
 		return clock.Now().UTC().Add(d), nil
@@ -37,7 +39,9 @@ func Sleep(ctx *Context, stepID string, d time.Duration) error {
 func AwaitSignal[T any](ctx *Context, name string, timeout time.Duration) (T, error) {
 	var zero T
 	stepID := ctx.autoID("signal:" + name + ":" + strconv.Itoa(ctx.nextWait(name)))
-	raw, err := ctx.awaitSignal(stepID, name, timeout)
+	wctx, span := ctx.beginSignal(name, timeout) // telemetry.go
+	raw, err := wctx.awaitSignal(stepID, name, timeout)
+	endWait(span, err)
 	if err != nil {
 		return zero, err
 	}

@@ -206,9 +206,12 @@ func (w *Workflow[In, Out]) StartTx(ctx context.Context, e *Engine, tx *gorm.DB,
 	def := reg.def
 	nx := newExecutionInput(reg.def.ID, reg.def.Version, input, opts)
 	nx.Definition = &def
-	if _, err := create(ctx, store, nx); err != nil {
+	nx.Metadata = traceMetadata(ctx) // runs link to the caller's trace
+	exec, err := create(ctx, store, nx)
+	if err != nil {
 		return nil, err
 	}
+	e.tel.startedExecution(ctx, exec)
 	return w.Handle(e, nx.ExecutionID), nil
 }
 

@@ -24,15 +24,15 @@ func NewID() string { return newID() }
 
 // InsertExecutionSQL is the statement CreateExecution runs (GORM rewrites ? to
 // $n on PostgreSQL). The clock arguments are now() on PostgreSQL and bound
-// times on SQLite; the last two arguments are the definition id and version
-// again. The statement itself checks that the definition exists, so the
+// times on SQLite; the metadata follows the node id; the last two arguments
+// are the definition id and version again. The statement itself checks that the definition exists, so the
 // guarantee holds on a SQLite connection with foreign keys off, and an
 // existing id inserts nothing instead of failing, so an idempotent create is
 // no error in the app's SQL log. When it returns no row, one read tells which
 // (see ExecutionExistsSQL).
 const InsertExecutionSQL = `INSERT INTO workflow_executions ` +
-	`(execution_id, definition_id, definition_version, status, input, node_id, version, last_heartbeat, created_at, updated_at) ` +
-	`SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ? ` +
+	`(execution_id, definition_id, definition_version, status, input, node_id, metadata, version, last_heartbeat, created_at, updated_at) ` +
+	`SELECT ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ? ` +
 	`WHERE EXISTS (SELECT 1 FROM workflow_definitions WHERE id = ? AND version = ?) ` +
 	`ON CONFLICT (execution_id) DO NOTHING` + returningExecution
 
@@ -86,6 +86,10 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 	if err != nil {
 		return nil, err
 	}
+	metadata, err := encodeJSON("execution metadata", in.Metadata)
+	if err != nil {
+		return nil, err
+	}
 
 	var exec models.WorkflowExecution
 	insert := func(tx *gorm.DB) error {
@@ -97,7 +101,7 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 		}
 		var rows []models.WorkflowExecution
 		err := tx.Raw(InsertExecutionSQL, in.ExecutionID, in.DefinitionID, in.DefinitionVersion,
-			models.ExecutionPending, input, nullable(in.NodeID), now, now, now,
+			models.ExecutionPending, input, nullable(in.NodeID), metadata, now, now, now,
 			in.DefinitionID, in.DefinitionVersion).Scan(&rows).Error
 		if err != nil {
 			return err

@@ -20,6 +20,10 @@ type NewExecution struct {
 	Input any
 	// Labels are stored with the execution, in the same transaction.
 	Labels map[string]string
+	// Metadata, if set, is stored in the execution's metadata column,
+	// encoded as Input is. The engine keeps the W3C trace context of the
+	// Start call there ({"traceparent": ...}).
+	Metadata any
 	// NodeID is the optional owner.
 	NodeID string
 	// Definition, if set, is stored first in the same transaction when the

@@ -137,9 +137,9 @@ func expectInsertExecution(mock sqlmock.Sqlmock, in repository.NewExecution, cfg
 		}
 		def.WillReturnResult(sqlmock.NewResult(0, 1))
 	}
-	insert := postgresSQL(repository.InsertExecutionSQL, "$", "$", "$", "$", "$", "$", "now()", "now()", "now()", "$", "$")
+	insert := postgresSQL(repository.InsertExecutionSQL, "$", "$", "$", "$", "$", "$", "$", "now()", "now()", "now()", "$", "$")
 	q := mock.ExpectQuery(insert).
-		WithArgs(id, defID, defVersion, string(models.ExecutionPending), sqlmock.AnyArg(), node, defID, defVersion)
+		WithArgs(id, defID, defVersion, string(models.ExecutionPending), sqlmock.AnyArg(), node, sqlmock.AnyArg(), defID, defVersion)
 	if cfg.err != nil {
 		q.WillReturnError(cfg.err)
 		return nil

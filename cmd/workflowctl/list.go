@@ -10,6 +10,7 @@ import (
 
 	"github.com/plexspaces/workflow/manage"
 	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/repository"
 )
 
 func (a *app) listCommand() *cobra.Command {
@@ -39,8 +40,8 @@ func (a *app) listCommand() *cobra.Command {
 				}
 				f.DefinitionID, f.DefinitionVersion = id, version
 			}
-			if limit < 0 {
-				return usagef("--limit %d: want a positive number", limit)
+			if limit < 0 || limit > repository.ListLimitMax {
+				return usagef("--limit %d: want 1 to %d", limit, repository.ListLimitMax)
 			}
 			if since > 0 {
 				f.CreatedSince = a.now().Add(-time.Duration(since))

@@ -150,6 +150,19 @@ func (c *Context) putBack(p *repository.FinishStepParams) {
 	c.pending = append([]repository.FinishStepParams{*p}, c.pending...)
 }
 
+// takeLastPending removes and returns the newest queued completion, if any.
+func (c *Context) takeLastPending() *repository.FinishStepParams {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.pending)
+	if n == 0 {
+		return nil
+	}
+	p := c.pending[n-1]
+	c.pending = c.pending[:n-1]
+	return &p
+}
+
 // takeAllPending removes and returns every queued completion.
 func (c *Context) takeAllPending() []repository.FinishStepParams {
 	c.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/big"
 	"slices"
 	"strings"
@@ -40,7 +41,7 @@ type Engine struct {
 	// RecoverOnStartup is done, so that recovery never resumes, from an
 	// older read, an execution Start already ran here.
 	startsHere bool
-	finished   map[string]chan struct{}
+	finished   map[string]*ending
 	signals    map[string]chan struct{}
 	wg         sync.WaitGroup
 	sweepNow   chan struct{}
@@ -72,7 +73,7 @@ func New(store repository.WorkflowStorage, cfg Config) *Engine {
 		tel:       newTelemetry(cfg, log),
 		workflows: map[definitionKey]*registration{},
 		running:   map[string]*execution{},
-		finished:  map[string]chan struct{}{},
+		finished:  map[string]*ending{},
 		signals:   map[string]chan struct{}{},
 		carried:   map[string][]repository.FinishStepParams{},
 		retrying:  map[string]bool{},
@@ -521,6 +522,7 @@ func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, res
 	}
 	defer e.mu.Unlock()
 	x := newExecution(e, e.runCtx, e.workCtx, exec)
+	x.fresh = reserved
 	e.running[exec.ExecutionID] = x
 	e.wg.Add(1)
 	go func() {
@@ -546,7 +548,8 @@ func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, res
 		again := x.reclaimed
 		e.mu.Unlock()
 		if done != nil {
-			close(done)
+			done.result = x.result
+			close(done.ch)
 		}
 		if again != nil {
 			// This node owns it again: run it, or hand it back if the
@@ -684,25 +687,47 @@ func (e *Engine) lostCause(ctx context.Context, executionID string) error {
 	return nil
 }
 
+// ending is how Await hears of the end of a run here: ch closes when the run
+// returns, and result is then the execution as the run ended it, or nil if
+// the run did not end it (or does not know its labels).
+type ending struct {
+	ch     chan struct{}
+	result *models.WorkflowExecution
+}
+
 // Await waits until the execution is terminal and returns it, whatever its
 // status. Its error is only for ctx or the storage.
 func (e *Engine) Await(ctx context.Context, executionID string) (*models.WorkflowExecution, error) {
 	ticker := time.NewTicker(e.cfg.PollInterval)
 	defer ticker.Stop()
 	for {
-		// An execution running here announces its end; others are polled.
+		// An execution running here announces its end, and if the run
+		// ended it, says how: no read. Others are polled.
 		e.mu.Lock()
 		_, local := e.running[executionID]
-		var done chan struct{}
+		var end *ending
 		if local {
-			done = e.finished[executionID]
-			if done == nil {
-				done = make(chan struct{})
-				e.finished[executionID] = done
+			end = e.finished[executionID]
+			if end == nil {
+				end = &ending{ch: make(chan struct{})}
+				e.finished[executionID] = end
 			}
 		}
 		e.mu.Unlock()
-		done = e.remoteEnd(executionID, done) // else an "ended" event, or PollInterval (wake.go)
+		if end != nil {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("awaiting execution %s: %w", executionID, contextError(ctx))
+			case <-end.ch:
+			}
+			if end.result != nil {
+				ended := *end.result
+				ended.Labels = maps.Clone(ended.Labels)
+				return &ended, nil
+			}
+			continue // parked, handed back or lost: see where it is now
+		}
+		done := e.remoteEnd(executionID, nil) // an "ended" event, or PollInterval (wake.go)
 		exec, err := e.store.GetExecution(ctx, executionID)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -28,6 +28,16 @@ type execution struct {
 	// returned is set once the workflow function has returned: the run
 	// only writes its end now, and an "ended" event is most likely its own.
 	returned atomic.Bool
+	// timeoutAt is deadline on the engine's Clock, where the timeout's timer
+	// waits; zero if never.
+	timeoutAt time.Time
+	// fresh says the run is the first, from Start: nothing journaled yet,
+	// and the labels are those it was created with.
+	fresh bool
+	// last is the completion finish writes with the end.
+	last *repository.FinishStepParams
+	// result is the execution as finish left it, for Await (fresh runs only).
+	result *models.WorkflowExecution
 	// reclaimed is a claim of the execution made by this node while this
 	// run, parked, had not returned yet: resume runs it once this run has
 	// returned. Guarded by the engine's mu.
@@ -83,12 +93,13 @@ func (x *execution) run() (retry bool) {
 		return x.finish(models.ExecutionFailed, nil, fmt.Errorf("%s@%s on node %s: %w",
 			x.exec.DefinitionID, x.exec.DefinitionVersion, e.cfg.NodeID, ErrNotRegistered))
 	}
-	// An execution untouched since it was created (PENDING at version 1) has
-	// no journal to read: steps run only once it is RUNNING.
-	fresh := x.exec.Status == models.ExecutionPending && x.exec.Version == 1
-	if err := x.markRunning(reg.timeout > 0); err != nil {
-		log.LogAttrs(x.ctx, slog.LevelInfo, "not starting execution", slog.String("reason", err.Error()))
-		return transient(err) && x.ctx.Err() == nil
+	// The first checkpoint makes the execution RUNNING; a timeout needs
+	// started_at before that.
+	if reg.timeout > 0 {
+		if err := x.markRunning(); err != nil {
+			log.LogAttrs(x.ctx, slog.LevelInfo, "not starting execution", slog.String("reason", err.Error()))
+			return transient(err) && x.ctx.Err() == nil
+		}
 	}
 	// Completions a failed write kept from an earlier run go in first.
 	if err := x.writeCarried(); err != nil {
@@ -96,7 +107,7 @@ func (x *execution) run() (retry bool) {
 		return transient(err) && x.ctx.Err() == nil
 	}
 	var history []models.StepExecution
-	if !fresh {
+	if !x.fresh {
 		var err error
 		if history, err = e.store.GetStepExecutionHistory(x.ctx, x.id); err != nil {
 			log.LogAttrs(x.ctx, slog.LevelWarn, "reading journal", slog.String("error", err.Error()))
@@ -110,6 +121,7 @@ func (x *execution) run() (retry bool) {
 		// wall clock, and only waited out on the engine's Clock.
 		x.deadline = x.exec.StartedAt.Add(reg.timeout)
 		left := time.Until(x.deadline)
+		x.timeoutAt = e.cfg.Clock.Now().Add(left)
 		x.ctx, stopTimer = withTimeout(x.ctx, e.cfg.Clock, left, ErrTimedOut)
 		defer stopTimer()
 	}
@@ -118,18 +130,13 @@ func (x *execution) run() (retry bool) {
 	x.returned.Store(true)
 	// Journal what completed, whatever stopped the run: it must not run
 	// again. A write that fails keeps the completions for the next run here.
-	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(x.ctx), finishTimeout)
-	flushErr := wctx.flush(flushCtx)
-	// When the engine stops, no later run here will write them: try a few
-	// more times before the process goes away.
-	for pause := 50 * time.Millisecond; flushErr != nil && errors.Is(x.cause(), errShutdown) && pause <= time.Second && flushCtx.Err() == nil; pause *= 2 {
-		time.Sleep(pause)
-		flushErr = wctx.flush(flushCtx)
+	// The last completion of a run that goes on to end the execution is
+	// written with the end, in one commit.
+	var last *repository.FinishStepParams
+	if x.cause() == nil {
+		last = wctx.takeLastPending()
 	}
-	cancelFlush()
-	if flushErr != nil {
-		e.carry(x.id, wctx.takeAllPending())
-	}
+	flushErr := x.flushAll(wctx)
 	// What stopped the run decides, not the error the workflow returned: a
 	// workflow may return an error that wraps ErrCancelled while nobody
 	// cancelled it, and that is its failure.
@@ -140,6 +147,15 @@ func (x *execution) run() (retry bool) {
 	if cause == nil && flushErr != nil {
 		cause = flushErr
 	}
+	if last != nil && cause != nil && !errors.Is(cause, ErrTimedOut) {
+		// Not ending after all: the completion is written on its own.
+		wctx.deferCompletion(*last)
+		last = nil
+		if err := x.flushAll(wctx); err != nil && !errors.Is(cause, errParked) {
+			cause = err
+		}
+	}
+	x.last = last
 	switch {
 	case errors.Is(cause, ErrTimedOut):
 		return x.finish(models.ExecutionTimedOut, nil, fmt.Errorf("%w after %s", ErrTimedOut, reg.timeout))
@@ -154,6 +170,35 @@ func (x *execution) run() (retry bool) {
 	return x.finish(models.ExecutionCompleted, output, nil)
 }
 
+// timedOut reports whether the workflow's timeout is due on the Clock, and
+// if so stops the run with it: a wait whose timer fired together with the
+// timeout's must not let the workflow go on before the timeout's own
+// goroutine has stopped it.
+func (x *execution) timedOut() bool {
+	if x.timeoutAt.IsZero() || x.engine.cfg.Clock.Now().Before(x.timeoutAt) {
+		return false
+	}
+	x.stop(ErrTimedOut)
+	return true
+}
+
+// flushAll journals the queued completions. When the engine stops, no later
+// run here will write them: it tries a few more times before the process
+// goes away. What it cannot write is kept for the next run here.
+func (x *execution) flushAll(wctx *Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.ctx), finishTimeout)
+	defer cancel()
+	err := wctx.flush(ctx)
+	for pause := 50 * time.Millisecond; err != nil && errors.Is(x.cause(), errShutdown) && pause <= time.Second && ctx.Err() == nil; pause *= 2 {
+		time.Sleep(pause)
+		err = wctx.flush(ctx)
+	}
+	if err != nil {
+		x.engine.carry(x.id, wctx.takeAllPending())
+	}
+	return err
+}
+
 // transient reports whether a failed storage call may succeed if tried again:
 // anything but fencing, a missing row and bad input.
 func transient(err error) bool {
@@ -164,7 +209,7 @@ func transient(err error) bool {
 // markRunning moves a PENDING execution to RUNNING, with the version it was
 // claimed at, so that a node that lost a race for it does not start it. When
 // the workflow has a timeout it reads the execution back for started_at.
-func (x *execution) markRunning(needStartedAt bool) error {
+func (x *execution) markRunning() error {
 	store := x.engine.store
 	for tries := 0; x.exec.Status != models.ExecutionRunning; tries++ {
 		version := int64(x.exec.Version)
@@ -188,9 +233,6 @@ func (x *execution) markRunning(needStartedAt bool) error {
 			return ErrOwnershipLost
 		}
 		x.exec = cur
-	}
-	if !needStartedAt {
-		return nil
 	}
 	cur, err := store.GetExecution(x.ctx, x.id)
 	if err != nil {
@@ -253,7 +295,11 @@ const finishTimeout = 30 * time.Second
 func (x *execution) finish(status models.ExecutionStatus, output any, failure error) (retry bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(x.ctx), finishTimeout)
 	defer cancel()
-	p := repository.FinishExecutionParams{ExecutionID: x.id, NodeID: x.engine.cfg.NodeID, Status: status, Output: output}
+	var ended models.WorkflowExecution
+	p := repository.FinishExecutionParams{
+		ExecutionID: x.id, NodeID: x.engine.cfg.NodeID, Status: status, Output: output,
+		Previous: x.last, Finished: &ended,
+	}
 	if failure != nil {
 		p.Error = storableText(failure.Error())
 	}
@@ -268,6 +314,14 @@ func (x *execution) finish(status models.ExecutionStatus, output any, failure er
 	}
 	x.finishedRun(p.Status, p.Error, err == nil)
 	log := x.logger()
+	if err != nil && x.last != nil {
+		x.engine.carry(x.id, []repository.FinishStepParams{*x.last})
+	}
+	if err == nil && x.fresh {
+		// Started here: its labels are known, and Await needs no read.
+		ended.Labels = x.exec.Labels
+		x.result = &ended
+	}
 	if err != nil {
 		log.LogAttrs(ctx, slog.LevelWarn, "finishing execution", slog.String("status", string(status)), slog.String("error", err.Error()))
 		return transient(err)

@@ -280,6 +280,9 @@ func (c *Context) wait(d time.Duration) error {
 	defer stop()
 	select {
 	case <-fired:
+		if c.x.timedOut() {
+			return c.stopped()
+		}
 		return nil
 	case <-c.Done():
 		return c.stopped()

@@ -60,6 +60,12 @@ type FinishExecutionParams struct {
 	Status models.ExecutionStatus
 	Output any
 	Error  string
+	// Previous, if set, is how the execution's last step ended, written
+	// with the end: one commit for both.
+	Previous *FinishStepParams
+	// Finished, if set, receives the execution as the write left it
+	// (without labels), so that the caller need not read it back.
+	Finished *models.WorkflowExecution
 }
 
 // ReceiveSignalParams is the input of ReceiveSignal.
@@ -271,10 +277,10 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 			args = append(args, previous.status, previous.output, previous.err, now, previous.id, p.ExecutionID, p.ExecutionID, p.NodeID)
 			ownerCheck = " AND EXISTS (SELECT 1 FROM done)"
 		}
-		sql.WriteString(`owner AS (UPDATE workflow_executions SET current_step_id = ? WHERE ` + ownedLive + ownerCheck + ` RETURNING execution_id) ` +
+		sql.WriteString(`owner AS (UPDATE workflow_executions SET current_step_id = ?, ` + markRunning + ` WHERE ` + ownedLive + ownerCheck + ` RETURNING execution_id) ` +
 			`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, input, attempt, started_at) ` +
 			`SELECT ?, execution_id, ?, ?, ?::jsonb, ?::integer, ? FROM owner` + returningStep)
-		args = append(args, p.StepID, p.ExecutionID, p.NodeID, newID(), p.StepID, models.StepRunning, in, p.Attempt, now)
+		args = append(args, p.StepID, now, p.ExecutionID, p.NodeID, newID(), p.StepID, models.StepRunning, in, p.Attempt, now)
 		err = s.run(ctx, func(db *gorm.DB) error { return db.Raw(sql.String(), args...).Scan(&steps).Error })
 	} else {
 		err = s.run(ctx, func(db *gorm.DB) error {
@@ -286,7 +292,8 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 						return res.Error
 					}
 				}
-				res := tx.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).UpdateColumn("current_step_id", p.StepID)
+				res := tx.Exec(`UPDATE workflow_executions SET current_step_id = ?, `+markRunning+` WHERE `+ownedLive,
+					p.StepID, now, p.ExecutionID, p.NodeID)
 				if res.Error != nil || res.RowsAffected == 0 {
 					return res.Error
 				}
@@ -306,6 +313,12 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 	s.dialect.scanned(&steps)
 	return &steps[0], nil
 }
+
+// markRunning is the assignment with which the first checkpoint of an
+// execution makes it RUNNING (its one argument is the time): no write of its
+// own. The version is not bumped: the status says what the node does, the
+// owner and version who may.
+const markRunning = `status = 'RUNNING', started_at = COALESCE(started_at, ?)`
 
 // stepOutcome is a validated FinishStepParams, ready to write.
 type stepOutcome struct {
@@ -504,6 +517,8 @@ func (s *Storage) ParkExecution(ctx context.Context, p ParkParams) error {
 			UpdateColumns(map[string]any{
 				"node_id": nil, "last_heartbeat": due, "wait_signal": nullable(p.Signal),
 				"updated_at": s.dialect.now(), "version": optimisticlock.Bump("version"),
+				// A workflow that waits before its first step is started too.
+				"status": models.ExecutionRunning, "started_at": gorm.Expr("COALESCE(started_at, ?)", s.dialect.now()),
 			})
 		return res.Error
 	})
@@ -562,23 +577,51 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 	if err != nil {
 		return err
 	}
+	var previous *stepOutcome
+	if p.Previous != nil {
+		if p.Previous.ExecutionID != p.ExecutionID || p.Previous.NodeID != p.NodeID {
+			return fmt.Errorf("previous step of another execution or node: %w", ErrInvalidArgument)
+		}
+		if previous, err = newFinishOutcome(*p.Previous); err != nil {
+			return err
+		}
+	}
 	now := s.dialect.now()
-	// UpdateColumns skips the plugin; the version is bumped here by hand so
-	// readers holding the old version notice.
-	var res *gorm.DB
-	_ = s.run(ctx, func(db *gorm.DB) error {
-		res = db.Model(&models.WorkflowExecution{}).Where(ownedLive, p.ExecutionID, p.NodeID).
-			UpdateColumns(map[string]any{
-				"status": p.Status, "output": out, "error": nullable(p.Error),
-				"completed_at": now, "updated_at": now, "version": optimisticlock.Bump("version"),
-			})
-		return res.Error
+	// The version is bumped so that readers holding the old one notice.
+	end := `UPDATE workflow_executions SET status = ?, output = ?, error = ?, completed_at = ?, updated_at = ?, ` +
+		`started_at = COALESCE(started_at, ?), version = version + 1 WHERE ` + ownedLive
+	args := []any{p.Status, out, nullable(p.Error), now, now, now, p.ExecutionID, p.NodeID}
+	var ended []models.WorkflowExecution
+	err = s.run(ctx, func(db *gorm.DB) error {
+		ended = nil
+		if previous == nil {
+			return db.Raw(end+returningExecution, args...).Scan(&ended).Error
+		}
+		if s.dialect.writableCTE() {
+			// One statement: the last step's outcome, then the end, only if
+			// the outcome was written (both are fenced by ownership).
+			done := `WITH done AS (UPDATE step_executions SET status = ?, output = ?::jsonb, error = ?, completed_at = ? ` +
+				`WHERE step_execution_id = ? AND execution_id = ? AND EXISTS (SELECT 1 FROM workflow_executions WHERE ` + ownedLive + `) RETURNING 1) `
+			all := append([]any{previous.status, previous.output, previous.err, now, previous.id, p.ExecutionID, p.ExecutionID, p.NodeID}, args...)
+			return db.Raw(done+end+` AND EXISTS (SELECT 1 FROM done)`+returningExecution, all...).Scan(&ended).Error
+		}
+		return s.atomically(db, func(tx *gorm.DB) error {
+			res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
+			if res.Error != nil || res.RowsAffected == 0 {
+				return res.Error
+			}
+			return tx.Raw(end+returningExecution, args...).Scan(&ended).Error
+		})
 	})
 	switch {
-	case res.Error != nil:
-		return fmt.Errorf("finishing execution %s as %s: %w", p.ExecutionID, p.Status, res.Error)
-	case res.RowsAffected == 0:
+	case err != nil:
+		return fmt.Errorf("finishing execution %s as %s: %w", p.ExecutionID, p.Status, err)
+	case len(ended) == 0:
 		return fmt.Errorf("finishing execution %s on %s: %w", p.ExecutionID, p.NodeID, ErrConcurrentUpdate)
+	}
+	if p.Finished != nil {
+		s.dialect.scanned(&ended)
+		*p.Finished = ended[0]
 	}
 	s.publish(EventEnded, p.ExecutionID)
 	return nil

@@ -272,9 +272,8 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 		sql.WriteString("WITH ")
 		ownerCheck := ""
 		if previous != nil {
-			sql.WriteString(`done AS (UPDATE step_executions SET status = ?, output = ?::jsonb, error = ?, completed_at = ? ` +
-				`WHERE step_execution_id = ? AND execution_id = ? AND EXISTS (SELECT 1 FROM workflow_executions WHERE ` + ownedLive + `) RETURNING 1), `)
-			args = append(args, previous.status, previous.output, previous.err, now, previous.id, p.ExecutionID, p.ExecutionID, p.NodeID)
+			sql.WriteString(doneCTE + `, `)
+			args = append(args, previous.cteArgs(now, p.ExecutionID, p.NodeID)...)
 			ownerCheck = " AND EXISTS (SELECT 1 FROM done)"
 		}
 		sql.WriteString(`owner AS (UPDATE workflow_executions SET current_step_id = ?, ` + markRunning + ` WHERE ` + ownedLive + ownerCheck + ` RETURNING execution_id) ` +
@@ -350,6 +349,16 @@ func newFinishOutcome(p FinishStepParams) (*stepOutcome, error) {
 		return nil, err
 	}
 	return newStepOutcome(p.StepExecutionID, p.Status, p.Output, p.Error)
+}
+
+// doneCTE writes a step outcome, fenced by ownership, as the CTE "done"
+// (PostgreSQL) of a statement that goes on only if it wrote; its arguments
+// are cteArgs.
+const doneCTE = `done AS (UPDATE step_executions SET status = ?, output = ?::jsonb, error = ?, completed_at = ? ` +
+	`WHERE step_execution_id = ? AND execution_id = ? AND EXISTS (SELECT 1 FROM workflow_executions WHERE ` + ownedLive + `) RETURNING 1)`
+
+func (o *stepOutcome) cteArgs(now any, executionID, nodeID string) []any {
+	return []any{o.status, o.output, o.err, now, o.id, executionID, executionID, nodeID}
 }
 
 // values are the columns the outcome sets.
@@ -600,10 +609,8 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 		if s.dialect.writableCTE() {
 			// One statement: the last step's outcome, then the end, only if
 			// the outcome was written (both are fenced by ownership).
-			done := `WITH done AS (UPDATE step_executions SET status = ?, output = ?::jsonb, error = ?, completed_at = ? ` +
-				`WHERE step_execution_id = ? AND execution_id = ? AND EXISTS (SELECT 1 FROM workflow_executions WHERE ` + ownedLive + `) RETURNING 1) `
-			all := append([]any{previous.status, previous.output, previous.err, now, previous.id, p.ExecutionID, p.ExecutionID, p.NodeID}, args...)
-			return db.Raw(done+end+` AND EXISTS (SELECT 1 FROM done)`+returningExecution, all...).Scan(&ended).Error
+			all := append(previous.cteArgs(now, p.ExecutionID, p.NodeID), args...)
+			return db.Raw(`WITH `+doneCTE+` `+end+` AND EXISTS (SELECT 1 FROM done)`+returningExecution, all...).Scan(&ended).Error
 		}
 		return s.atomically(db, func(tx *gorm.DB) error {
 			res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)

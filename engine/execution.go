@@ -206,9 +206,9 @@ func transient(err error) bool {
 		!errors.Is(err, repository.ErrInvalidArgument) && !errors.Is(err, ErrOwnershipLost)
 }
 
-// markRunning moves a PENDING execution to RUNNING, with the version it was
-// claimed at, so that a node that lost a race for it does not start it. When
-// the workflow has a timeout it reads the execution back for started_at.
+// markRunning moves a PENDING execution to RUNNING, fenced by ownership, and
+// reads it back for started_at: only a workflow with a timeout needs that
+// before its first step (which otherwise makes it RUNNING).
 func (x *execution) markRunning() error {
 	store := x.engine.store
 	for tries := 0; x.exec.Status != models.ExecutionRunning; tries++ {

@@ -806,37 +806,18 @@ func (e *Engine) notifySignal(executionID string) bool {
 	return running
 }
 
-// cancelAttempts bounds Cancel's retries when the execution keeps changing
-// under it.
-const cancelAttempts = 20
-
 // Cancel marks a live execution CANCELLED at once; its node stops it at its
 // next step, waking it from Sleep or AwaitSignal. Cancelling a terminal
 // execution changes nothing.
 func (e *Engine) Cancel(ctx context.Context, executionID string) error {
-	for range cancelAttempts {
-		cur, err := e.store.GetExecution(ctx, executionID)
-		if err != nil {
-			return fmt.Errorf("cancelling execution %s: %w", executionID, err)
-		}
-		if cur.Status.Terminal() {
-			return nil
-		}
-		version := int64(cur.Version)
-		err = e.store.UpdateExecutionStatusWithVersion(ctx, executionID, models.ExecutionCancelled, &version)
-		if errors.Is(err, repository.ErrConcurrentUpdate) {
-			continue // it moved on; look again
-		}
-		if err != nil {
-			return fmt.Errorf("cancelling execution %s: %w", executionID, err)
-		}
-		e.mu.Lock()
-		x := e.running[executionID]
-		e.mu.Unlock()
-		if x != nil {
-			x.stop(ErrCancelled)
-		}
-		return nil
+	if err := repository.CancelExecution(ctx, e.store, executionID); err != nil {
+		return err
 	}
-	return fmt.Errorf("cancelling execution %s: it kept changing: %w", executionID, repository.ErrConcurrentUpdate)
+	e.mu.Lock()
+	x := e.running[executionID]
+	e.mu.Unlock()
+	if x != nil {
+		x.stop(ErrCancelled)
+	}
+	return nil
 }

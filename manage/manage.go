@@ -23,7 +23,6 @@ package manage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -166,10 +165,6 @@ func (c *Client) Get(ctx context.Context, executionID string) (*Detail, error) {
 	return d, nil
 }
 
-// cancelAttempts bounds Cancel's retries when the execution keeps changing
-// under it, as engine.Engine.Cancel does.
-const cancelAttempts = 20
-
 // Cancel marks a live execution CANCELLED, as engine.Engine.Cancel does: a
 // version-checked write, tried again while the execution changes under it.
 // The node that runs it stops it at its next heartbeat or step, or at once
@@ -177,25 +172,7 @@ const cancelAttempts = 20
 // AwaitSignal. Cancelling an execution that has ended changes nothing and
 // returns nil.
 func (c *Client) Cancel(ctx context.Context, executionID string) error {
-	for range cancelAttempts {
-		cur, err := c.store.GetExecution(ctx, executionID)
-		if err != nil {
-			return fmt.Errorf("cancelling execution %s: %w", executionID, err)
-		}
-		if cur.Status.Terminal() {
-			return nil
-		}
-		version := int64(cur.Version)
-		err = c.store.UpdateExecutionStatusWithVersion(ctx, executionID, models.ExecutionCancelled, &version)
-		if errors.Is(err, ErrConcurrentUpdate) {
-			continue // it moved on; look again
-		}
-		if err != nil {
-			return fmt.Errorf("cancelling execution %s: %w", executionID, err)
-		}
-		return nil
-	}
-	return fmt.Errorf("cancelling execution %s: it kept changing: %w", executionID, ErrConcurrentUpdate)
+	return repository.CancelExecution(ctx, c.store, executionID)
 }
 
 // Signal sends a signal to a live execution; its AwaitSignal(name) receives

@@ -45,8 +45,12 @@ type Engine struct {
 	signals    map[string]chan struct{}
 	wg         sync.WaitGroup
 	sweepNow   chan struct{}
-	// backlog is set once Start has left an execution unowned for lack of a
-	// slot; from then on every finished execution triggers a sweep at once.
+	// backlog says that work may wait for a slot here (Start left an
+	// execution unowned, a claim was full, a parked execution fell due, an
+	// event announced work): while it is set, every finished execution
+	// sweeps at once. Each claim clears it first and a full one sets it
+	// again, so that a node with nothing waiting does not claim after
+	// every run.
 	backlog atomic.Bool
 	// carried holds step completions a run could not write (the storage
 	// failed), for the next run of the execution on this node.
@@ -192,7 +196,7 @@ func (e *Engine) start(ctx context.Context, known *models.WorkflowDefinition, de
 	reserved := local && runCtx != nil && e.startsHere && e.cfg.MaxConcurrent-len(e.running)-e.reserved > 0
 	if reserved {
 		e.reserved++
-		nx.NodeID = e.cfg.NodeID
+		nx.NodeID, nx.Running = e.cfg.NodeID, true
 	}
 	e.mu.Unlock()
 	unreserve := func() {
@@ -225,8 +229,7 @@ func (e *Engine) start(ctx context.Context, known *models.WorkflowDefinition, de
 			_ = e.store.ReleaseExecution(context.WithoutCancel(ctx), exec.ExecutionID, e.cfg.NodeID)
 		}
 	} else if local && runCtx != nil {
-		e.backlog.Store(true)
-		e.triggerSweep() // unowned: claim it as soon as a slot is free
+		e.workWaits() // unowned: claim it as soon as a slot is free
 	}
 	return exec.ExecutionID, nil
 }
@@ -419,6 +422,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		// A full claim means more may wait: from then on a finished run
 		// sweeps at once, not at the next PollInterval.
 		recovery.WithFullClaimHook(func() { e.backlog.Store(true) }),
+		recovery.WithClaimHook(func() { e.backlog.Store(false) }),
 	)
 	if _, err := svc.RecoverOnStartup(ctx, e.cfg.StaleThreshold, e.cfg.HeartbeatInterval); err != nil && ctx.Err() == nil {
 		return err
@@ -521,8 +525,7 @@ func (e *Engine) resume(ctx context.Context, exec *models.WorkflowExecution, res
 		return fmt.Errorf("resuming %s: engine %s has no free slot", exec.ExecutionID, e.cfg.NodeID)
 	}
 	defer e.mu.Unlock()
-	x := newExecution(e, e.runCtx, e.workCtx, exec)
-	x.fresh = reserved
+	x := newExecution(e, e.runCtx, e.workCtx, exec, reserved)
 	e.running[exec.ExecutionID] = x
 	e.wg.Add(1)
 	go func() {
@@ -631,18 +634,27 @@ func (e *Engine) takeCarried(executionID string) []repository.FinishStepParams {
 // signal): the next sweeps claim it when it is due, and a local timer sweeps
 // at that time so that this node need not wait for its next poll.
 func (e *Engine) parked(until time.Time) {
+	// A signal may have come while the park was answering, unseen by a run
+	// that was still waiting here: the run's end sweeps.
 	e.backlog.Store(true)
 	if until.IsZero() {
 		return
 	}
 	if d := time.Until(until); d < parkTimerMax {
-		time.AfterFunc(max(d, 0), e.triggerSweep)
+		time.AfterFunc(max(d, 0), e.workWaits)
 	}
 }
 
 // parkTimerMax bounds the local wake-up timers of parked executions; later
 // ones are found by the regular sweeps.
 const parkTimerMax = time.Hour
+
+// workWaits notes that work may wait for a slot here and sweeps now: if no
+// slot is free, the next finished run sweeps.
+func (e *Engine) workWaits() {
+	e.backlog.Store(true)
+	e.triggerSweep()
+}
 
 func (e *Engine) triggerSweep() {
 	select {
@@ -771,7 +783,7 @@ func (e *Engine) Signal(ctx context.Context, executionID, name string, payload a
 	if !e.notifySignal(executionID) {
 		// Not waiting here: if it is parked for this signal, this node's
 		// sweep claims it now rather than at its next poll.
-		e.triggerSweep()
+		e.workWaits()
 	}
 	return nil
 }

@@ -47,11 +47,11 @@ type execution struct {
 
 // newExecution prepares a run: parent is Run's context, whose end stops the
 // workflow at its next step or wait; work, which ends DrainTimeout later, is
-// the context of its steps.
-func newExecution(e *Engine, parent, work context.Context, exec *models.WorkflowExecution) *execution {
-	work, tel := e.tel.beginRun(work, exec, e.cfg.NodeID)
+// the context of its steps; fresh says it is the first run, from Start.
+func newExecution(e *Engine, parent, work context.Context, exec *models.WorkflowExecution, fresh bool) *execution {
+	work, tel := e.tel.beginRun(work, exec, e.cfg.NodeID, fresh)
 	ctx, cancel := context.WithCancelCause(work)
-	return &execution{engine: e, id: exec.ExecutionID, exec: exec, ctx: ctx, cancel: cancel, parent: parent, tel: tel}
+	return &execution{engine: e, id: exec.ExecutionID, exec: exec, ctx: ctx, cancel: cancel, parent: parent, tel: tel, fresh: fresh}
 }
 
 // stop ends the workflow's context with a cause; the workflow notices at its

@@ -253,14 +253,14 @@ type runTelemetry struct {
 // beginRun starts the span of a run of exec on this node and counts it as
 // running; it returns the context the run goes on in. The first run of an
 // execution, on the node that started it, is a child of the trace context
-// stored by Start; any later run (a resume after a crash, a takeover, a park
-// or a hand-back, or a first run on another node) is a new root that links
-// to it.
-func (t *telemetry) beginRun(work context.Context, exec *models.WorkflowExecution, nodeID string) (context.Context, runTelemetry) {
+// stored by Start (first); any later run (a resume after a crash, a
+// takeover, a park or a hand-back, or a first run on another node) is a new
+// root that links to it.
+func (t *telemetry) beginRun(work context.Context, exec *models.WorkflowExecution, nodeID string, first bool) (context.Context, runTelemetry) {
 	d := t.definition(exec.DefinitionID, exec.DefinitionVersion)
 	t.running.Add(work, 1, d.plain...)
 	r := runTelemetry{def: d}
-	resumed := exec.Status != models.ExecutionPending || exec.Version != 1
+	resumed := !first
 	stored := storedSpanContext(exec.Metadata)
 	parent := work
 	opts := make([]trace.SpanStartOption, 0, 3)

@@ -17,7 +17,7 @@ import (
 func TestTelemetry_NoAllocationPerStepWithoutSDK(t *testing.T) {
 	e := New(nil, Config{NodeID: "allocs"})
 	exec := &models.WorkflowExecution{ExecutionID: "x", DefinitionID: "d", DefinitionVersion: "v1", Status: models.ExecutionPending, Version: 1}
-	x := newExecution(e, context.Background(), context.Background(), exec)
+	x := newExecution(e, context.Background(), context.Background(), exec, false)
 	defer x.cancel(nil)
 	c := newContext(x, nil)
 	allocs := testing.AllocsPerRun(100, func() {
@@ -32,7 +32,7 @@ func TestTelemetry_NoAllocationPerStepWithoutSDK(t *testing.T) {
 	// A run's start (its span, the running gauge) allocates a little, once
 	// per run.
 	perRun := testing.AllocsPerRun(100, func() {
-		_, tel := e.tel.beginRun(context.Background(), exec, "allocs")
+		_, tel := e.tel.beginRun(context.Background(), exec, "allocs", false)
 		y := &execution{engine: e, ctx: x.ctx, tel: tel}
 		y.endRun(false)
 	})

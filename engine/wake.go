@@ -73,16 +73,16 @@ func (e *Engine) listen(ctx context.Context) (stop func()) {
 func (e *Engine) onEvent(ctx context.Context, kind, executionID string) {
 	switch kind {
 	case repository.EventClaimable:
-		e.triggerSweep()
+		e.workWaits()
 	case repository.EventSignal:
 		if !e.notifySignal(executionID) {
-			e.triggerSweep()
+			e.workWaits()
 		}
 	case repository.EventEnded:
 		e.wakeEnded(executionID)
 		e.stopEnded(ctx, executionID)
 	case repository.EventResync:
-		e.triggerSweep()
+		e.workWaits()
 		e.wakeAllEnded()
 		// Events may have been lost before the listener (re)connected: a
 		// Cancel among them must still stop the local run at once.

@@ -120,6 +120,7 @@ func All() []*gormigrate.Migration {
 		migration(IDNodes, nodesUp, "workflow_nodes"),
 		alteration(IDWakeUps, wakeUpsUp, wakeUpsDown),
 		alteration(IDRetention, retentionUp, retentionDown),
+		alteration(IDLeanJournal, leanJournalUp, leanJournalDown),
 	}
 }
 

@@ -110,8 +110,8 @@ func TestMigrate_RerunIsNoOpAndRollbackUndoes(t *testing.T) {
 func TestAll_OrderAndRollbacks(t *testing.T) {
 	t.Parallel()
 	all := migrations.All()
-	require.Len(t, all, 9)
-	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals", "006_parked_waits", "007_workflow_nodes", "008_wake_ups", "010_retention"} {
+	require.Len(t, all, 10)
+	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals", "006_parked_waits", "007_workflow_nodes", "008_wake_ups", "010_retention", "011_lean_journal"} {
 		require.Equal(t, id, all[i].ID)
 		require.NotNil(t, all[i].Rollback, id)
 	}

@@ -87,7 +87,15 @@ func WithDefinitions(defs ...repository.DefinitionKey) Option {
 // counting statement per sweep.
 func WithFairShare() Option { return func(s *Service) { s.fairShare = true } }
 
-// WithFullClaimHook calls fn whenever a claim took all it was allowed to:
-// more work may be waiting, so the node should sweep again as soon as a slot
-// frees rather than at its next sweep interval.
+// WithFullClaimHook calls fn whenever a claim took all it was allowed to, or
+// a sweep had no room to claim at all: more work may be waiting, so the node
+// should sweep again as soon as a slot frees rather than at its next sweep
+// interval.
 func WithFullClaimHook(fn func()) Option { return func(s *Service) { s.onFullClaim = fn } }
+
+// WithClaimHook calls fn right before every claim statement (a sweep with
+// room to claim): what was waiting until then, the claim sees. With
+// WithFullClaimHook a caller keeps a "work may wait" flag that costs no
+// claims once nothing waits: cleared here, set again by a full claim or by
+// whatever new work the caller learns of.
+func WithClaimHook(fn func()) Option { return func(s *Service) { s.onClaim = fn } }

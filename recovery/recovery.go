@@ -58,6 +58,7 @@ type Service struct {
 	definitions       []repository.DefinitionKey
 	fairShare         bool
 	onFullClaim       func()
+	onClaim           func()
 }
 
 // NewService returns the recovery service of node nodeID.
@@ -339,6 +340,9 @@ func (s *Service) claim(ctx context.Context) ([]models.WorkflowExecution, bool) 
 func (s *Service) claimUpTo(ctx context.Context, bound int) ([]models.WorkflowExecution, bool) {
 	limit := min(s.batchSize, s.free(), bound)
 	if limit < 1 {
+		if s.onFullClaim != nil {
+			s.onFullClaim() // no room to look: as after a full claim, more may wait
+		}
 		return nil, true
 	}
 	if ctx.Err() != nil {
@@ -365,6 +369,9 @@ func (s *Service) claimUpTo(ctx context.Context, bound int) ([]models.WorkflowEx
 		}
 	}
 	p.Limit = limit
+	if s.onClaim != nil {
+		s.onClaim()
+	}
 	claimed, err := s.store.ClaimExecutions(ctx, p)
 	if err != nil {
 		s.warn(ctx, "sweep", err)

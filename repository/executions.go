@@ -24,15 +24,16 @@ func NewID() string { return newID() }
 
 // InsertExecutionSQL is the statement CreateExecution runs (GORM rewrites ? to
 // $n on PostgreSQL). The clock arguments are now() on PostgreSQL and bound
-// times on SQLite; the metadata follows the node id; the last two arguments
-// are the definition id and version again. The statement itself checks that the definition exists, so the
+// times on SQLite; the metadata follows the node id; then
+// NewExecution.Running (status RUNNING, started_at set) and the time again; the last two arguments are the definition id and
+// version again. The statement itself checks that the definition exists, so the
 // guarantee holds on a SQLite connection with foreign keys off, and an
 // existing id inserts nothing instead of failing, so an idempotent create is
 // no error in the app's SQL log. When it returns no row, one read tells which
 // (see ExecutionExistsSQL).
 const InsertExecutionSQL = `INSERT INTO workflow_executions ` +
-	`(execution_id, definition_id, definition_version, status, input, node_id, metadata, version, last_heartbeat, created_at, updated_at) ` +
-	`SELECT ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ? ` +
+	`(execution_id, definition_id, definition_version, status, input, node_id, metadata, version, last_heartbeat, created_at, updated_at, started_at) ` +
+	`SELECT ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, CASE WHEN ? THEN ? END ` +
 	`WHERE EXISTS (SELECT 1 FROM workflow_definitions WHERE id = ? AND version = ?) ` +
 	`ON CONFLICT (execution_id) DO NOTHING` + returningExecution
 
@@ -79,6 +80,9 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 			return nil, err
 		}
 	}
+	if in.Running && in.NodeID == "" {
+		return nil, fmt.Errorf("execution %s created running without an owner: %w", in.ExecutionID, ErrInvalidArgument)
+	}
 	if err := checkLabels(in.Labels); err != nil {
 		return nil, err
 	}
@@ -99,9 +103,13 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 				return fmt.Errorf("definition %s@%s: %w", def.id, def.version, err)
 			}
 		}
+		status := models.ExecutionPending
+		if in.Running {
+			status = models.ExecutionRunning
+		}
 		var rows []models.WorkflowExecution
 		err := tx.Raw(InsertExecutionSQL, in.ExecutionID, in.DefinitionID, in.DefinitionVersion,
-			models.ExecutionPending, input, nullable(in.NodeID), metadata, now, now, now,
+			status, input, nullable(in.NodeID), metadata, now, now, now, in.Running, now,
 			in.DefinitionID, in.DefinitionVersion).Scan(&rows).Error
 		if err != nil {
 			return err

@@ -26,6 +26,11 @@ type NewExecution struct {
 	Metadata any
 	// NodeID is the optional owner.
 	NodeID string
+	// Running, with NodeID, creates the execution RUNNING (started_at set)
+	// rather than PENDING: its owner runs it at once, as the engine does
+	// with a workflow it starts itself, so that its first step need not
+	// change the status (on PostgreSQL that write then stays heap-only).
+	Running bool
 	// Definition, if set, is stored first in the same transaction when the
 	// database lacks (DefinitionID, DefinitionVersion); an existing
 	// definition is left as it is. Without it, a missing definition is

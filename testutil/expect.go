@@ -137,9 +137,13 @@ func expectInsertExecution(mock sqlmock.Sqlmock, in repository.NewExecution, cfg
 		}
 		def.WillReturnResult(sqlmock.NewResult(0, 1))
 	}
-	insert := postgresSQL(repository.InsertExecutionSQL, "$", "$", "$", "$", "$", "$", "$", "now()", "now()", "now()", "$", "$")
+	insert := postgresSQL(repository.InsertExecutionSQL, "$", "$", "$", "$", "$", "$", "$", "now()", "now()", "now()", "$", "now()", "$", "$")
+	status := models.ExecutionPending
+	if in.Running {
+		status = models.ExecutionRunning
+	}
 	q := mock.ExpectQuery(insert).
-		WithArgs(id, defID, defVersion, string(models.ExecutionPending), sqlmock.AnyArg(), node, sqlmock.AnyArg(), defID, defVersion)
+		WithArgs(id, defID, defVersion, string(status), sqlmock.AnyArg(), node, sqlmock.AnyArg(), in.Running, defID, defVersion)
 	if cfg.err != nil {
 		q.WillReturnError(cfg.err)
 		return nil

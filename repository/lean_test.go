@@ -98,4 +98,3 @@ func TestLeanJournal_ReadsStillUseAnIndex(t *testing.T) {
 		require.NotContains(t, plan, "SCAN step_executions\n")
 	})
 }
-

@@ -131,12 +131,7 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 		}
 		return nil
 	}
-	err = s.run(ctx, func(db *gorm.DB) error {
-		if def != nil || len(in.Labels) > 0 {
-			return s.atomically(db, insert)
-		}
-		return insert(db)
-	})
+	err = s.writeCheckpoint(ctx, def == nil && len(in.Labels) == 0, insert)
 	switch {
 	case errors.Is(err, ErrAlreadyExists), errors.Is(err, ErrNotFound):
 		return nil, fmt.Errorf("creating execution %s: %w", in.ExecutionID, err)

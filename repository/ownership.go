@@ -282,22 +282,20 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 		args = append(args, p.StepID, now, p.ExecutionID, p.NodeID, newID(), p.StepID, models.StepRunning, in, p.Attempt, now)
 		err = s.run(ctx, func(db *gorm.DB) error { return db.Raw(sql.String(), args...).Scan(&steps).Error })
 	} else {
-		err = s.run(ctx, func(db *gorm.DB) error {
+		err = s.writeCheckpoint(ctx, false, func(tx *gorm.DB) error {
 			steps = nil
-			return s.atomically(db, func(tx *gorm.DB) error {
-				if previous != nil {
-					res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
-					if res.Error != nil || res.RowsAffected == 0 {
-						return res.Error
-					}
-				}
-				res := tx.Exec(`UPDATE workflow_executions SET current_step_id = ?, `+markRunning+` WHERE `+ownedLive,
-					p.StepID, now, p.ExecutionID, p.NodeID)
+			if previous != nil {
+				res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
 				if res.Error != nil || res.RowsAffected == 0 {
 					return res.Error
 				}
-				return tx.Raw(InsertStepSQL, newID(), p.StepID, models.StepRunning, in, p.Attempt, now, p.ExecutionID).Scan(&steps).Error
-			})
+			}
+			res := tx.Exec(`UPDATE workflow_executions SET current_step_id = ?, `+markRunning+` WHERE `+ownedLive,
+				p.StepID, now, p.ExecutionID, p.NodeID)
+			if res.Error != nil || res.RowsAffected == 0 {
+				return res.Error
+			}
+			return tx.Raw(InsertStepSQL, newID(), p.StepID, models.StepRunning, in, p.Attempt, now, p.ExecutionID).Scan(&steps).Error
 		})
 	}
 	if err == nil && len(steps) == 0 {
@@ -601,24 +599,23 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 		`started_at = COALESCE(started_at, ?), version = version + 1 WHERE ` + ownedLive
 	args := []any{p.Status, out, nullable(p.Error), now, now, now, p.ExecutionID, p.NodeID}
 	var ended []models.WorkflowExecution
-	err = s.run(ctx, func(db *gorm.DB) error {
+	single := previous == nil || s.dialect.writableCTE()
+	err = s.writeCheckpoint(ctx, single, func(tx *gorm.DB) error {
 		ended = nil
 		if previous == nil {
-			return db.Raw(end+returningExecution, args...).Scan(&ended).Error
+			return tx.Raw(end+returningExecution, args...).Scan(&ended).Error
 		}
 		if s.dialect.writableCTE() {
 			// One statement: the last step's outcome, then the end, only if
 			// the outcome was written (both are fenced by ownership).
 			all := append(previous.cteArgs(now, p.ExecutionID, p.NodeID), args...)
-			return db.Raw(`WITH `+doneCTE+` `+end+` AND EXISTS (SELECT 1 FROM done)`+returningExecution, all...).Scan(&ended).Error
+			return tx.Raw(`WITH `+doneCTE+` `+end+` AND EXISTS (SELECT 1 FROM done)`+returningExecution, all...).Scan(&ended).Error
 		}
-		return s.atomically(db, func(tx *gorm.DB) error {
-			res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
-			if res.Error != nil || res.RowsAffected == 0 {
-				return res.Error
-			}
-			return tx.Raw(end+returningExecution, args...).Scan(&ended).Error
-		})
+		res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
+		if res.Error != nil || res.RowsAffected == 0 {
+			return res.Error
+		}
+		return tx.Raw(end+returningExecution, args...).Scan(&ended).Error
 	})
 	switch {
 	case err != nil:

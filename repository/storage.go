@@ -51,6 +51,9 @@ type Storage struct {
 	pending *eventBuffer
 	// logger, if set, hears what Listen cannot do (a lost connection).
 	logger *slog.Logger
+	// group gathers concurrent checkpoints into shared transactions
+	// (groupcommit.go); nil where they are written one by one.
+	group *groupCommit
 }
 
 // New wraps db, which must be a PostgreSQL or SQLite *gorm.DB, registers the
@@ -103,6 +106,9 @@ func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) 
 		})
 	}
 	s := &Storage{db: session, dialect: d, logger: cfg.logger}
+	if d.name() == "sqlite" {
+		s.group = &groupCommit{commit: s.commitCheckpoints}
+	}
 	if pool, err := db.DB(); err == nil {
 		s.pool = pool
 	}

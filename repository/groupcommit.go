@@ -1,0 +1,174 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Group commit. On SQLite one connection at a time may write, and every
+// transaction pays for its own WAL frames; concurrent workflows whose
+// checkpoints (a step start, an execution's creation or end) each wait for
+// the write lock spend their time in busy retries. So the checkpoints that
+// arrive while one is being written wait for it and are then written
+// together, in one transaction, as River's batch completer does for job
+// completions:
+//
+//   - a checkpoint that finds nothing in flight is written at once, as
+//     before: one workflow alone pays no wait and no extra statement;
+//   - one that arrives meanwhile queues; when the write in flight ends, the
+//     whole queue is written in one IMMEDIATE transaction, each checkpoint in
+//     a savepoint of its own, so that one that fails (a lost owner, a step
+//     started twice) undoes only its own writes and reports its own error,
+//     while the others commit;
+//   - if the transaction itself fails (its commit, the lock), nothing of it
+//     was written and every checkpoint in it gets that error;
+//   - a caller whose context ends while its checkpoint still queues takes it
+//     out, so it is never written; one already in a transaction is in the
+//     same place as a statement cancelled mid-flight: written or not.
+//
+// Every checkpoint keeps its own fencing (the owner check is in its own
+// statements), so sharing a transaction changes nothing of what it may
+// write. Inside a caller's transaction there is no grouping: the caller
+// owns the commit.
+
+// groupCommitTimeout bounds one shared transaction, which does not end with
+// any one caller's context.
+const groupCommitTimeout = 30 * time.Second
+
+// checkpoint is one caller's writes, waiting for a transaction.
+type checkpoint struct {
+	ctx context.Context
+	// op writes the checkpoint in tx; it may run more than once (a busy
+	// transaction runs again), so it only sets what it returns.
+	op func(tx *gorm.DB) error
+	// single: op is one statement, which needs no transaction of its own.
+	single bool
+	err    error
+	done   chan struct{}
+}
+
+// groupCommit queues the checkpoints that arrive while one is written.
+type groupCommit struct {
+	mu     sync.Mutex
+	busy   bool          // a write is in flight
+	queue  []*checkpoint // waiting for the next shared transaction
+	commit func(batch []*checkpoint)
+	shared atomic.Int64 // transactions written for more than one checkpoint
+}
+
+// write runs c now if nothing is in flight, else queues it for the next
+// shared transaction, and returns its error.
+func (g *groupCommit) write(c *checkpoint) error {
+	g.mu.Lock()
+	if !g.busy {
+		g.busy = true
+		g.mu.Unlock()
+		g.commit([]*checkpoint{c})
+		g.next()
+		return c.err
+	}
+	c.done = make(chan struct{})
+	g.queue = append(g.queue, c)
+	g.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.err
+	case <-c.ctx.Done():
+	}
+	g.mu.Lock()
+	for i, q := range g.queue {
+		if q == c {
+			g.queue = append(g.queue[:i], g.queue[i+1:]...)
+			break
+		}
+	}
+	g.mu.Unlock()
+	select {
+	case <-c.done: // it was written after all
+		return c.err
+	default:
+		return fmt.Errorf("checkpoint not written: %w", context.Cause(c.ctx))
+	}
+}
+
+// next writes what queued meanwhile, on a goroutine of its own so that the
+// caller whose write just ended returns at once; it is busy until the queue
+// is empty.
+func (g *groupCommit) next() {
+	g.mu.Lock()
+	batch := g.queue
+	g.queue = nil
+	if len(batch) == 0 {
+		g.busy = false
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	go func() {
+		g.commit(batch)
+		for _, c := range batch {
+			close(c.done)
+		}
+		g.next()
+	}()
+}
+
+// writeCheckpoint writes op, one checkpoint: alone in a transaction of its
+// own (or, single, as the one statement it is), or, when concurrent callers'
+// checkpoints are waiting, in a transaction shared with them.
+func (s *Storage) writeCheckpoint(ctx context.Context, single bool, op func(tx *gorm.DB) error) error {
+	if s.group == nil || s.inTransaction() {
+		return s.run(ctx, func(db *gorm.DB) error {
+			if single {
+				return op(db)
+			}
+			return s.atomically(db, op)
+		})
+	}
+	return s.group.write(&checkpoint{ctx: ctx, op: op, single: single})
+}
+
+// commitCheckpoints writes a batch: one checkpoint as it would be written
+// alone, more in one transaction with a savepoint each.
+func (s *Storage) commitCheckpoints(batch []*checkpoint) {
+	if len(batch) == 1 {
+		c := batch[0]
+		c.err = s.run(c.ctx, func(db *gorm.DB) error {
+			if c.single {
+				return c.op(db)
+			}
+			return db.Transaction(c.op)
+		})
+		return
+	}
+	s.group.shared.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
+	defer cancel()
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return db.Transaction(func(tx *gorm.DB) error {
+			for _, c := range batch {
+				if c.ctx.Err() != nil {
+					c.err = context.Cause(c.ctx) // its caller gave up: not written
+					continue
+				}
+				if c.single {
+					c.err = c.op(tx) // a failed statement leaves nothing
+				} else {
+					c.err = tx.Transaction(c.op) // a savepoint
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		for _, c := range batch {
+			c.err = errors.Join(c.err, err)
+		}
+	}
+}

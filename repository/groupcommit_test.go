@@ -1,0 +1,130 @@
+package repository_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/plexspaces/workflow/models"
+	"github.com/plexspaces/workflow/repository"
+)
+
+// TestGroupCommit_EachCheckpointItsOwnOutcome: checkpoints written together
+// in one transaction (on SQLite; one by one elsewhere) each get the outcome
+// they would have had alone. Among them a step start of an execution another
+// node owns (refused, nothing written), the same step attempt started twice
+// (one wins, one ErrAlreadyExists, one row), a creation of an id that exists
+// and an end with the last step's outcome; the rest commit.
+func TestGroupCommit_EachCheckpointItsOwnOutcome(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		ctx := t.Context()
+		var mine []string
+		for range 8 {
+			e, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "order", DefinitionVersion: "v1", NodeID: "n1", Running: true})
+			require.NoError(t, err)
+			mine = append(mine, e.ExecutionID)
+		}
+		theirs, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "order", DefinitionVersion: "v1", NodeID: "n2", Running: true})
+		require.NoError(t, err)
+		last, err := s.StartStep(ctx, repository.StartStepParams{ExecutionID: mine[7], StepID: "z", NodeID: "n1", Attempt: 1})
+		require.NoError(t, err)
+
+		release, grouped := repository.HoldCheckpoints(s)
+		var wg sync.WaitGroup
+		calls := 0
+		goCall := func(fn func()) {
+			calls++
+			wg.Add(1)
+			go func() { defer wg.Done(); fn() }()
+		}
+		startErrs := make([]error, 7)
+		for i := range 6 {
+			goCall(func() {
+				_, startErrs[i] = s.StartStep(ctx, repository.StartStepParams{ExecutionID: mine[i], StepID: "a", NodeID: "n1", Attempt: 1})
+			})
+		}
+		goCall(func() { // the same attempt as mine[0]'s, once more
+			_, startErrs[6] = s.StartStep(ctx, repository.StartStepParams{ExecutionID: mine[0], StepID: "a", NodeID: "n1", Attempt: 1})
+		})
+		var stolenErr, existsErr, finishErr error
+		goCall(func() {
+			_, stolenErr = s.StartStep(ctx, repository.StartStepParams{ExecutionID: theirs.ExecutionID, StepID: "a", NodeID: "n1", Attempt: 1})
+		})
+		goCall(func() {
+			_, existsErr = s.CreateExecution(ctx, repository.NewExecution{ExecutionID: mine[1], DefinitionID: "order", DefinitionVersion: "v2"})
+		})
+		var finished models.WorkflowExecution
+		goCall(func() {
+			finishErr = s.FinishExecution(ctx, repository.FinishExecutionParams{ExecutionID: mine[7], NodeID: "n1", Status: models.ExecutionCompleted, Output: "done",
+				Previous: &repository.FinishStepParams{ExecutionID: mine[7], StepExecutionID: last.StepExecutionID, NodeID: "n1", Status: models.StepCompleted, Output: 7},
+				Finished: &finished})
+		})
+		if grouped {
+			require.Eventually(t, func() bool { return repository.QueuedCheckpoints(s) == calls }, 10*time.Second, time.Millisecond)
+		}
+		release()
+		wg.Wait()
+		if grouped {
+			require.Positive(t, repository.SharedTransactions(s))
+		}
+
+		for i := 1; i < 6; i++ {
+			require.NoError(t, startErrs[i], i)
+			require.Len(t, history(t, s, mine[i]), 1)
+		}
+		won := 0
+		for _, err := range []error{startErrs[0], startErrs[6]} {
+			if err == nil {
+				won++
+			} else {
+				require.ErrorIs(t, err, repository.ErrAlreadyExists)
+			}
+		}
+		require.Equal(t, 1, won)
+		require.Len(t, history(t, s, mine[0]), 1)
+		require.ErrorIs(t, stolenErr, repository.ErrConcurrentUpdate)
+		require.Empty(t, history(t, s, theirs.ExecutionID))
+		require.ErrorIs(t, existsErr, repository.ErrAlreadyExists)
+		require.NoError(t, finishErr)
+		require.Equal(t, models.ExecutionCompleted, finished.Status)
+		steps := history(t, s, mine[7])
+		require.Len(t, steps, 1)
+		require.Equal(t, models.StepCompleted, steps[0].Status)
+		require.JSONEq(t, `7`, string(steps[0].Output))
+	})
+}
+
+// TestGroupCommit_CancelledWhileQueuedIsNeverWritten: a checkpoint whose
+// caller gives up while it waits for a shared transaction returns the
+// context's error and is never written, not even by the transaction that
+// comes after.
+func TestGroupCommit_CancelledWhileQueuedIsNeverWritten(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		ctx := t.Context()
+		e, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "order", DefinitionVersion: "v1", NodeID: "n1", Running: true})
+		require.NoError(t, err)
+		release, grouped := repository.HoldCheckpoints(s)
+		if !grouped {
+			t.Skip("this storage writes checkpoints one by one")
+		}
+		callCtx, cancel := context.WithCancel(ctx)
+		errs := make(chan error, 1)
+		go func() {
+			_, err := s.StartStep(callCtx, repository.StartStepParams{ExecutionID: e.ExecutionID, StepID: "a", NodeID: "n1", Attempt: 1})
+			errs <- err
+		}()
+		require.Eventually(t, func() bool { return repository.QueuedCheckpoints(s) == 1 }, 10*time.Second, time.Millisecond)
+		cancel()
+		err = <-errs
+		require.True(t, errors.Is(err, context.Canceled), "%v", err)
+		require.Zero(t, repository.QueuedCheckpoints(s))
+		release()
+		require.Empty(t, history(t, s, e.ExecutionID))
+		_, err = s.StartStep(ctx, repository.StartStepParams{ExecutionID: e.ExecutionID, StepID: "a", NodeID: "n1", Attempt: 1})
+		require.NoError(t, err, "attempt 1 was never taken")
+	})
+}

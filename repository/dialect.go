@@ -25,11 +25,18 @@ type dialect interface {
 	// so that concurrent claimers take different rows; "" where writes are
 	// serialized anyway.
 	claimLock() string
+	// orderedLock is the row-lock suffix of a SELECT ... ORDER BY that
+	// locks, in that order, the rows a multi-row update then writes (empty
+	// where a writer locks the whole database).
+	orderedLock() string
 	// signalledPick selects, up to a bound LIMIT, the parked executions
 	// that a stored signal they wait for makes due, and that also match
 	// filter (a condition on workflow_executions); it reads the pending
 	// signals, never every parked execution.
 	signalledPick(filter string) string
+	// signalledProbe is signalledPick as the body of an EXISTS: no
+	// limit, no lock.
+	signalledProbe(filter string) string
 	// shareLock is the suffix of a SELECT, inside a write, that must see the
 	// rows it reads as a concurrent writer leaves them; "" where writes are
 	// serialized anyway.

@@ -36,6 +36,10 @@ func (postgresDialect) before(age time.Duration) clause.Expr {
 // instead of waiting for it and then finding it gone.
 func (postgresDialect) claimLock() string { return " FOR UPDATE SKIP LOCKED" }
 
+// orderedLock makes multi-row updates of executions lock them in one order,
+// so that two of them never deadlock.
+func (postgresDialect) orderedLock() string { return " FOR UPDATE" }
+
 // shareLock orders an insert that depends on a row's state after a
 // concurrent change of that row: the locking read waits for the writer and
 // re-checks the row as committed.
@@ -56,6 +60,11 @@ func (d postgresDialect) signalledPick(filter string) string {
 	return `SELECT w.execution_id FROM signals s ` +
 		`CROSS JOIN LATERAL (SELECT execution_id FROM workflow_executions WHERE execution_id = s.execution_id ` +
 		`AND wait_signal = s.signal_name AND node_id IS NULL AND ` + filter + d.claimLock() + `) w LIMIT ?`
+}
+
+func (postgresDialect) signalledProbe(filter string) string {
+	return `SELECT 1 FROM signals s CROSS JOIN LATERAL (SELECT 1 FROM workflow_executions WHERE execution_id = s.execution_id ` +
+		`AND wait_signal = s.signal_name AND node_id IS NULL AND ` + filter + `) w`
 }
 
 // SQLSTATE codes, https://www.postgresql.org/docs/current/errcodes-appendix.html.

@@ -36,6 +36,8 @@ func (d sqliteDialect) before(age time.Duration) clause.Expr {
 
 func (sqliteDialect) claimLock() string { return "" }
 
+func (sqliteDialect) orderedLock() string { return "" }
+
 // shareLock is "": SQLite serializes writers, so a row read by a writing
 // statement cannot change under it.
 func (sqliteDialect) shareLock() string { return "" }
@@ -52,6 +54,11 @@ func (sqliteDialect) notifiesCommits() bool { return false }
 func (sqliteDialect) signalledPick(filter string) string {
 	return `SELECT e.execution_id FROM signals s CROSS JOIN workflow_executions e ON e.execution_id = s.execution_id ` +
 		`AND e.wait_signal = s.signal_name WHERE e.node_id IS NULL AND ` + filter + ` LIMIT ?`
+}
+
+func (sqliteDialect) signalledProbe(filter string) string {
+	return `SELECT 1 FROM signals s CROSS JOIN workflow_executions e ON e.execution_id = s.execution_id ` +
+		`AND e.wait_signal = s.signal_name WHERE e.node_id IS NULL AND ` + filter
 }
 
 // scanned has nothing to do: both SQLite drivers scan the stored UTC text as

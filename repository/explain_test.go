@@ -134,18 +134,23 @@ func TestExplain_ClaimReadsOnlyWhatIsDue(t *testing.T) {
 		}))
 		require.NoError(t, s.DB().Exec("ANALYZE").Error)
 
-		c := captureQueries(t, s)
-		_, err := s.ClaimExecutions(ctx, repository.ClaimParams{NodeID: "n2", StaleThreshold: time.Minute, Limit: 10})
+		// One execution is due, so that the claim runs after its probe.
+		_, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "order", DefinitionVersion: "v1"})
 		require.NoError(t, err)
-		require.NotEmpty(t, c.sql)
-		claim := c.sql[len(c.sql)-1]
-		plan := explain(t, s, claim, c.vars[len(c.vars)-1])
-		t.Logf("%s plan of %s:\n%s", s.Dialect(), claim, plan)
-		require.Contains(t, plan, "idx_workflow_executions_stale")
-		// The signalled pick starts from the pending signals, not from the
-		// 300 parked executions.
-		for _, scan := range []string{"SCAN e\n", "SCAN workflow_executions\n", "idx_workflow_executions_node_id", "Seq Scan on workflow_executions"} {
-			require.NotContains(t, plan, scan)
+		c := captureQueries(t, s)
+		claimed, err := s.ClaimExecutions(ctx, repository.ClaimParams{NodeID: "n2", StaleThreshold: time.Minute, Limit: 10})
+		require.NoError(t, err)
+		require.Len(t, claimed, 1)
+		require.Len(t, c.sql, 2, "the probe, then the claim")
+		for i, stmt := range c.sql {
+			plan := explain(t, s, stmt, c.vars[i])
+			t.Logf("%s plan of %s:\n%s", s.Dialect(), stmt, plan)
+			require.Contains(t, plan, "idx_workflow_executions_stale")
+			// The signalled pick starts from the pending signals, not from
+			// the 300 parked executions.
+			for _, scan := range []string{"SCAN e\n", "SCAN w\n", "SCAN workflow_executions\n", "idx_workflow_executions_node_id", "Seq Scan on workflow_executions"} {
+				require.NotContains(t, plan, scan)
+			}
 		}
 	})
 }

@@ -49,6 +49,9 @@ type checkpoint struct {
 	op func(tx *gorm.DB) error
 	// single: op is one statement, which needs no transaction of its own.
 	single bool
+	// start, if set, is the step start op writes, which PostgreSQL can
+	// write together with others (groupcommit_postgres.go).
+	start *stepStart
 	err    error
 	done   chan struct{}
 }
@@ -60,6 +63,9 @@ type groupCommit struct {
 	queue  []*checkpoint // waiting for the next shared transaction
 	commit func(batch []*checkpoint)
 	shared atomic.Int64 // transactions written for more than one checkpoint
+	// stepStartsOnly: only StartStep is grouped (PostgreSQL, where other
+	// checkpoints gain nothing from waiting for a shared commit).
+	stepStartsOnly bool
 }
 
 // write runs c now if nothing is in flight, else queues it for the next
@@ -123,7 +129,7 @@ func (g *groupCommit) next() {
 // own (or, single, as the one statement it is), or, when concurrent callers'
 // checkpoints are waiting, in a transaction shared with them.
 func (s *Storage) writeCheckpoint(ctx context.Context, single bool, op func(tx *gorm.DB) error) error {
-	if s.group == nil || s.inTransaction() {
+	if s.group == nil || s.group.stepStartsOnly || s.inTransaction() {
 		return s.run(ctx, func(db *gorm.DB) error {
 			if single {
 				return op(db)

@@ -64,7 +64,9 @@ func TestGroupCommit_EachCheckpointItsOwnOutcome(t *testing.T) {
 				Finished: &finished})
 		})
 		if grouped {
-			require.Eventually(t, func() bool { return repository.QueuedCheckpoints(s) == calls }, 10*time.Second, time.Millisecond)
+			// On PostgreSQL only the eight step starts are grouped.
+			queued := map[string]int{"sqlite": calls, "postgres": 8}[s.Dialect()]
+			require.Eventually(t, func() bool { return repository.QueuedCheckpoints(s) == queued }, 10*time.Second, time.Millisecond)
 		}
 		release()
 		wg.Wait()

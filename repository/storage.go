@@ -106,11 +106,14 @@ func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) 
 		})
 	}
 	s := &Storage{db: session, dialect: d, logger: cfg.logger}
-	if d.name() == "sqlite" {
-		s.group = &groupCommit{commit: s.commitCheckpoints}
-	}
 	if pool, err := db.DB(); err == nil {
 		s.pool = pool
+	}
+	switch {
+	case d.name() == "sqlite":
+		s.group = &groupCommit{commit: s.commitCheckpoints}
+	case groupsOnPostgres(s.pool):
+		s.group = &groupCommit{commit: s.commitPostgres, stepStartsOnly: true}
 	}
 	if !cfg.inMemory {
 		warnings, err := d.settingWarnings(ctx, session)

@@ -52,8 +52,8 @@ type checkpoint struct {
 	// start, if set, is the step start op writes, which PostgreSQL can
 	// write together with others (groupcommit_postgres.go).
 	start *stepStart
-	err    error
-	done   chan struct{}
+	err   error
+	done  chan struct{}
 }
 
 // groupCommit queues the checkpoints that arrive while one is written.

@@ -22,10 +22,11 @@ import (
 //   - a checkpoint that finds nothing in flight is written at once, as
 //     before: one workflow alone pays no wait and no extra statement;
 //   - one that arrives meanwhile queues; when the write in flight ends, the
-//     whole queue is written in one IMMEDIATE transaction, each checkpoint in
-//     a savepoint of its own, so that one that fails (a lost owner, a step
-//     started twice) undoes only its own writes and reports its own error,
-//     while the others commit;
+//     whole queue is written in one IMMEDIATE transaction. A lost owner is
+//     no error there (the checkpoint's fenced statements write nothing and
+//     it reports ErrConcurrentUpdate); a checkpoint that fails (a step
+//     attempt started twice) rolls the transaction back, and then each
+//     checkpoint is written alone, for its own outcome;
 //   - if the transaction itself fails (its commit, the lock), nothing of it
 //     was written and every checkpoint in it gets that error;
 //   - a caller whose context ends while its checkpoint still queues takes it
@@ -141,40 +142,56 @@ func (s *Storage) writeCheckpoint(ctx context.Context, single bool, op func(tx *
 }
 
 // commitCheckpoints writes a batch: one checkpoint as it would be written
-// alone, more in one transaction with a savepoint each.
+// alone; more in one transaction. A checkpoint that fails there (a step
+// attempt started twice, an id that exists) fails the transaction, which
+// then wrote nothing, and every checkpoint is written alone after it for
+// the outcome it would have had: failures are rare, and a savepoint around
+// each checkpoint would cost two statements apiece every time.
 func (s *Storage) commitCheckpoints(batch []*checkpoint) {
-	if len(batch) == 1 {
-		c := batch[0]
+	alone := func(c *checkpoint) {
+		if c.ctx.Err() != nil {
+			c.err = context.Cause(c.ctx) // its caller gave up: not written
+			return
+		}
 		c.err = s.run(c.ctx, func(db *gorm.DB) error {
 			if c.single {
 				return c.op(db)
 			}
 			return db.Transaction(c.op)
 		})
+	}
+	if len(batch) == 1 {
+		alone(batch[0])
 		return
 	}
 	s.group.shared.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
 	defer cancel()
+	var failed error
 	err := s.run(ctx, func(db *gorm.DB) error {
+		failed = nil
 		return db.Transaction(func(tx *gorm.DB) error {
 			for _, c := range batch {
 				if c.ctx.Err() != nil {
 					c.err = context.Cause(c.ctx) // its caller gave up: not written
 					continue
 				}
-				if c.single {
-					c.err = c.op(tx) // a failed statement leaves nothing
-				} else {
-					c.err = tx.Transaction(c.op) // a savepoint
+				if c.err = c.op(tx); c.err != nil {
+					failed = c.err
+					return c.err
 				}
 			}
 			return nil
 		})
 	})
-	if err != nil {
+	switch {
+	case failed != nil:
 		for _, c := range batch {
-			c.err = errors.Join(c.err, err)
+			alone(c)
+		}
+	case err != nil:
+		for _, c := range batch {
+			c.err = errors.Join(c.err, err) // nothing of it was written
 		}
 	}
 }

@@ -329,7 +329,10 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 			if res.Error != nil || res.RowsAffected == 0 {
 				return res.Error
 			}
-			return tx.Raw(InsertStepSQL, newID(), p.StepID, models.StepRunning, in, p.Attempt, now, p.ExecutionID).Scan(&steps).Error
+			// The update just found the execution owned and live, in this
+			// transaction: a plain one-row insert, which SQLite writes
+			// without a statement journal (INSERT ... SELECT needs one).
+			return tx.Raw(insertStartedStepSQL, newID(), p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, now).Scan(&steps).Error
 		})
 	}
 	if err == nil && len(steps) == 0 {
@@ -344,6 +347,11 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 	s.dialect.scanned(&steps)
 	return &steps[0], nil
 }
+
+// insertStartedStepSQL journals a started attempt of an execution known to
+// exist.
+const insertStartedStepSQL = `INSERT INTO step_executions ` +
+	`(step_execution_id, execution_id, step_id, status, input, attempt, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)` + returningStep
 
 // markRunning is the assignment with which the first checkpoint of an
 // execution makes it RUNNING (its one argument is the time): no write of its

@@ -53,7 +53,9 @@ type checkpoint struct {
 	// start, if set, is the step start op writes, which PostgreSQL can
 	// write together with others (groupcommit_postgres.go).
 	start *stepStart
-	err   error
+	// end, likewise, is the execution end op writes.
+	end *executionEnd
+	err error
 	done  chan struct{}
 }
 
@@ -64,9 +66,10 @@ type groupCommit struct {
 	queue  []*checkpoint // waiting for the next shared transaction
 	commit func(batch []*checkpoint)
 	shared atomic.Int64 // transactions written for more than one checkpoint
-	// stepStartsOnly: only StartStep is grouped (PostgreSQL, where other
+	// byStatement: only step starts and execution ends are grouped, each
+	// kind written as one statement over arrays (PostgreSQL, where other
 	// checkpoints gain nothing from waiting for a shared commit).
-	stepStartsOnly bool
+	byStatement bool
 }
 
 // write runs c now if nothing is in flight, else queues it for the next
@@ -130,7 +133,7 @@ func (g *groupCommit) next() {
 // own (or, single, as the one statement it is), or, when concurrent callers'
 // checkpoints are waiting, in a transaction shared with them.
 func (s *Storage) writeCheckpoint(ctx context.Context, single bool, op func(tx *gorm.DB) error) error {
-	if s.group == nil || s.group.stepStartsOnly || s.inTransaction() {
+	if s.group == nil || s.group.byStatement || s.inTransaction() {
 		return s.run(ctx, func(db *gorm.DB) error {
 			if single {
 				return op(db)

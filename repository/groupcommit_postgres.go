@@ -10,15 +10,16 @@ import (
 )
 
 // Group commit on PostgreSQL. Concurrent connections already share WAL
-// flushes there; what a step start costs is its statement: planning-free
-// (pgx caches it) but still an executor start, three CTEs, a round trip and
-// a commit each. So the step starts that queue while one is written are
-// written as one statement over arrays (unnest): the same three writes for
-// every row, each fenced by its own row's owner, in one commit. A start whose
-// owner check fails gets no row back and ErrConcurrentUpdate, as alone. If the
-// statement fails as a whole (a step attempt started twice is a unique
-// violation), nothing of it was written, and each start is written alone, to
-// get the outcome it would have had.
+// flushes there; what a step start or an execution's end costs is its
+// statement: planning-free (pgx caches it) but still an executor start,
+// several CTEs, a round trip and a commit each. So the step starts that queue
+// while one is written are written as one statement over arrays (unnest),
+// and so are the ends: the same writes for every row as alone, each fenced
+// by its own row's owner, in one commit. One whose owner check fails gets no
+// row back and ErrConcurrentUpdate, as alone. If a statement fails as a whole
+// (a step attempt started twice is a unique violation), nothing of it was
+// written, and each of its checkpoints is written alone, for the outcome it
+// would have had.
 
 // startStepsSQL is StartStep for many executions (at most one start each).
 // It locks their rows first, in execution_id order, as the heartbeat does:
@@ -45,6 +46,37 @@ const startStepsSQL = `WITH input AS MATERIALIZED (SELECT * FROM unnest(` +
 	`SELECT i.step_execution_id, i.execution_id, i.step_id, 'RUNNING', i.input::jsonb, i.attempt, now() ` +
 	`FROM input i JOIN owner o ON o.execution_id = i.execution_id` + returningStep
 
+// finishExecutionsSQL is FinishExecution for many executions (one end each),
+// locking them in execution_id order as startStepsSQL does. The arrays are,
+// per end, the execution, node, status, output and error, then the last
+// step's outcome as in startStepsSQL.
+const finishExecutionsSQL = `WITH input AS MATERIALIZED (SELECT * FROM unnest(` +
+	`$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) ` +
+	`AS i(execution_id, node_id, status, output, error, prev_id, prev_status, prev_output, prev_error)), ` +
+	`locked AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE execution_id IN (SELECT execution_id FROM input) ` +
+	`ORDER BY execution_id FOR UPDATE), ` +
+	`done AS (UPDATE step_executions s SET status = i.prev_status, output = i.prev_output::jsonb, error = i.prev_error, completed_at = now() ` +
+	`FROM input i WHERE i.prev_id IS NOT NULL AND s.step_execution_id = i.prev_id AND s.execution_id = i.execution_id ` +
+	`AND EXISTS (SELECT 1 FROM workflow_executions w WHERE w.execution_id = i.execution_id AND w.node_id = i.node_id ` +
+	`AND w.status IN ('PENDING', 'RUNNING')) RETURNING s.execution_id) ` +
+	`UPDATE workflow_executions w SET status = i.status, output = i.output::jsonb, error = i.error, completed_at = now(), ` +
+	`updated_at = now(), started_at = COALESCE(w.started_at, now()), version = w.version + 1 ` +
+	`FROM input i WHERE w.execution_id = i.execution_id AND w.execution_id IN (SELECT execution_id FROM locked) ` +
+	`AND w.node_id = i.node_id AND w.status IN ('PENDING', 'RUNNING') ` +
+	`AND (i.prev_id IS NULL OR EXISTS (SELECT 1 FROM done d WHERE d.execution_id = i.execution_id)) ` +
+	`RETURNING w.execution_id, w.definition_id, w.definition_version, w.status, w.current_step_id, w.input, w.output, ` +
+	`w.error, w.node_id, w.version, w.last_heartbeat, w.metadata, w.created_at, w.updated_at, w.started_at, w.completed_at, w.wait_signal`
+
+// executionEnd is a FinishExecution waiting in a group.
+type executionEnd struct {
+	executionID, nodeID string
+	status              models.ExecutionStatus
+	output              models.JSON
+	err                 *string
+	previous            *stepOutcome
+	ended               *models.WorkflowExecution
+}
+
 // stepStart is a StartStep waiting in a group: its validated input, and
 // where its row goes.
 type stepStart struct {
@@ -66,26 +98,38 @@ func groupsOnPostgres(pool *sql.DB) bool {
 	return pgx
 }
 
-// commitPostgres writes a batch: one checkpoint alone; several step starts
-// (one per execution) as one statement, the rest alone after it.
+// commitPostgres writes a batch: one checkpoint alone; several step starts,
+// and several ends (one per execution each), as one statement each, the rest
+// alone after them.
 func (s *Storage) commitPostgres(batch []*checkpoint) {
-	var group, alone []*checkpoint
+	var starts, ends, alone []*checkpoint
 	seen := make(map[string]bool, len(batch))
 	for _, c := range batch {
-		if c.start != nil && !seen[c.start.executionID] && len(batch) > 1 {
+		switch {
+		case len(batch) == 1:
+			alone = append(alone, c)
+		case c.start != nil && !seen[c.start.executionID]:
 			seen[c.start.executionID] = true
-			group = append(group, c)
-		} else {
+			starts = append(starts, c)
+		case c.end != nil && !seen[c.end.executionID]:
+			seen[c.end.executionID] = true
+			ends = append(ends, c)
+		default:
 			alone = append(alone, c)
 		}
 	}
-	if len(group) == 1 {
-		alone, group = append(alone, group...), nil
-	}
-	if len(group) > 0 {
-		s.group.shared.Add(1)
-		if err := s.startSteps(group); err != nil {
-			alone = append(alone, group...) // nothing was written: each alone
+	for _, g := range []struct {
+		group []*checkpoint
+		write func([]*checkpoint) error
+	}{{starts, s.startSteps}, {ends, s.finishExecutions}} {
+		switch {
+		case len(g.group) == 1:
+			alone = append(alone, g.group...)
+		case len(g.group) > 1:
+			s.group.shared.Add(1)
+			if err := g.write(g.group); err != nil {
+				alone = append(alone, g.group...) // nothing was written: each alone
+			}
 		}
 	}
 	for _, c := range alone {
@@ -139,14 +183,61 @@ func (s *Storage) startSteps(group []*checkpoint) error {
 	for i := range written {
 		if c := byExecution[written[i].ExecutionID]; c != nil {
 			*c.start.step = written[i]
-			c.start = nil // answered
+			delete(byExecution, written[i].ExecutionID)
 		}
 	}
-	for _, c := range group {
-		if c.start != nil {
-			c.err = ErrConcurrentUpdate // its owner check failed: nothing of it written
-			c.start = nil
+	for _, c := range byExecution {
+		c.err = ErrConcurrentUpdate // its owner check failed: nothing of it written
+	}
+	return nil
+}
+
+// finishExecutions writes group's ends in one statement; an error means
+// none was written.
+func (s *Storage) finishExecutions(group []*checkpoint) error {
+	n := len(group)
+	ids, nodes, statuses, outputs, errs := make([]string, n), make([]string, n), make([]string, n), make([]*string, n), make([]*string, n)
+	prevIDs, prevStatus, prevOutput, prevError := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	byExecution := make(map[string]*checkpoint, n)
+	for i, c := range group {
+		end := c.end
+		ids[i], nodes[i], statuses[i], outputs[i], errs[i] = end.executionID, end.nodeID, string(end.status), jsonText(end.output), end.err
+		if p := end.previous; p != nil {
+			status := string(p.status)
+			prevIDs[i], prevStatus[i], prevOutput[i], prevError[i] = &p.id, &status, jsonText(p.output), p.err
 		}
+		byExecution[end.executionID] = c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
+	defer cancel()
+	rows, err := s.db.Statement.ConnPool.QueryContext(ctx, finishExecutionsSQL,
+		ids, nodes, statuses, outputs, errs, prevIDs, prevStatus, prevOutput, prevError)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	written := make([]models.WorkflowExecution, 0, n)
+	for rows.Next() {
+		var x models.WorkflowExecution
+		if err := rows.Scan(&x.ExecutionID, &x.DefinitionID, &x.DefinitionVersion, &x.Status, &x.CurrentStepID, &x.Input,
+			&x.Output, &x.Error, &x.NodeID, (*int64)(&x.Version), &x.LastHeartbeat, &x.Metadata, &x.CreatedAt, &x.UpdatedAt,
+			&x.StartedAt, &x.CompletedAt, &x.WaitSignal); err != nil {
+			return err
+		}
+		written = append(written, x)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	s.dialect.scanned(&written)
+	for i := range written {
+		if c := byExecution[written[i].ExecutionID]; c != nil {
+			*c.end.ended = written[i]
+			delete(byExecution, written[i].ExecutionID)
+		}
+	}
+	for _, c := range byExecution {
+		c.err = ErrConcurrentUpdate // its owner check failed: nothing of it written
 	}
 	return nil
 }

@@ -17,8 +17,9 @@ import (
 // in one transaction (on SQLite; one by one elsewhere) each get the outcome
 // they would have had alone. Among them a step start of an execution another
 // node owns (refused, nothing written), the same step attempt started twice
-// (one wins, one ErrAlreadyExists, one row), a creation of an id that exists
-// and an end with the last step's outcome; the rest commit.
+// (one wins, one ErrAlreadyExists, one row), a creation of an id that exists,
+// an end with the last step's outcome, a failed end and an end of another
+// node's execution (refused); the rest commit.
 func TestGroupCommit_EachCheckpointItsOwnOutcome(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		ctx := t.Context()
@@ -63,9 +64,19 @@ func TestGroupCommit_EachCheckpointItsOwnOutcome(t *testing.T) {
 				Previous: &repository.FinishStepParams{ExecutionID: mine[7], StepExecutionID: last.StepExecutionID, NodeID: "n1", Status: models.StepCompleted, Output: 7},
 				Finished: &finished})
 		})
+		var failedErr, stolenEndErr error
+		var failed models.WorkflowExecution
+		goCall(func() {
+			failedErr = s.FinishExecution(ctx, repository.FinishExecutionParams{ExecutionID: mine[6], NodeID: "n1", Status: models.ExecutionFailed,
+				Error: "boom", Finished: &failed})
+		})
+		goCall(func() { // another node's execution
+			stolenEndErr = s.FinishExecution(ctx, repository.FinishExecutionParams{ExecutionID: theirs.ExecutionID, NodeID: "n1", Status: models.ExecutionCompleted})
+		})
 		if grouped {
-			// On PostgreSQL only the eight step starts are grouped.
-			queued := map[string]int{"sqlite": calls, "postgres": 8}[s.Dialect()]
+			// On PostgreSQL only the eight step starts and three ends are
+			// grouped, the creation is written alone.
+			queued := map[string]int{"sqlite": calls, "postgres": 11}[s.Dialect()]
 			require.Eventually(t, func() bool { return repository.QueuedCheckpoints(s) == queued }, 10*time.Second, time.Millisecond)
 		}
 		release()
@@ -93,6 +104,16 @@ func TestGroupCommit_EachCheckpointItsOwnOutcome(t *testing.T) {
 		require.ErrorIs(t, existsErr, repository.ErrAlreadyExists)
 		require.NoError(t, finishErr)
 		require.Equal(t, models.ExecutionCompleted, finished.Status)
+		require.NoError(t, failedErr)
+		require.Equal(t, models.ExecutionFailed, failed.Status)
+		require.Equal(t, "boom", *failed.Error)
+		stored, err := s.GetExecution(ctx, mine[6])
+		require.NoError(t, err)
+		require.Equal(t, failed, *stored)
+		require.ErrorIs(t, stolenEndErr, repository.ErrConcurrentUpdate)
+		stillTheirs, err := s.GetExecution(ctx, theirs.ExecutionID)
+		require.NoError(t, err)
+		require.Equal(t, models.ExecutionRunning, stillTheirs.Status)
 		steps := history(t, s, mine[7])
 		require.Len(t, steps, 1)
 		require.Equal(t, models.StepCompleted, steps[0].Status)

@@ -642,7 +642,7 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 	args := []any{p.Status, out, nullable(p.Error), now, now, now, p.ExecutionID, p.NodeID}
 	var ended []models.WorkflowExecution
 	single := previous == nil || s.dialect.writableCTE()
-	err = s.writeCheckpoint(ctx, single, func(tx *gorm.DB) error {
+	op := func(tx *gorm.DB) error {
 		ended = nil
 		if previous == nil {
 			return tx.Raw(end+returningExecution, args...).Scan(&ended).Error
@@ -658,7 +658,21 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 			return res.Error
 		}
 		return tx.Raw(end+returningExecution, args...).Scan(&ended).Error
-	})
+	}
+	if s.group != nil && s.group.byStatement && !s.inTransaction() {
+		// PostgreSQL: written with the ends of other executions that queue
+		// meanwhile, as one statement (groupcommit_postgres.go).
+		var x models.WorkflowExecution
+		err = s.group.write(&checkpoint{ctx: ctx, op: op, single: true, end: &executionEnd{
+			executionID: p.ExecutionID, nodeID: p.NodeID, status: p.Status, output: out, err: nullable(p.Error),
+			previous: previous, ended: &x,
+		}})
+		if err == nil && x.ExecutionID != "" {
+			ended = []models.WorkflowExecution{x}
+		}
+	} else {
+		err = s.writeCheckpoint(ctx, single, op)
+	}
 	switch {
 	case err != nil:
 		return fmt.Errorf("finishing execution %s as %s: %w", p.ExecutionID, p.Status, err)

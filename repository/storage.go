@@ -113,7 +113,7 @@ func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) 
 	case d.name() == "sqlite":
 		s.group = &groupCommit{commit: s.commitCheckpoints}
 	case groupsOnPostgres(s.pool):
-		s.group = &groupCommit{commit: s.commitPostgres, stepStartsOnly: true}
+		s.group = &groupCommit{commit: s.commitPostgres, byStatement: true}
 	}
 	if !cfg.inMemory {
 		warnings, err := d.settingWarnings(ctx, session)

@@ -54,9 +54,9 @@ type checkpoint struct {
 	// write together with others (groupcommit_postgres.go).
 	start *stepStart
 	// end, likewise, is the execution end op writes.
-	end *executionEnd
-	err error
-	done  chan struct{}
+	end  *executionEnd
+	err  error
+	done chan struct{}
 }
 
 // groupCommit queues the checkpoints that arrive while one is written.

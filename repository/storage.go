@@ -9,7 +9,15 @@
 // Every operation is one statement or one transaction. Version-checked updates
 // go through the optimisticlock plugin and fail with [ErrConcurrentUpdate];
 // an unknown id is [ErrNotFound]; bad input is [ErrInvalidArgument] before any
-// SQL runs. Whatever differs between the two databases lives in dialect_*.go.
+// SQL runs. Whatever differs between the two databases lives in dialect_*.go,
+// and in the *_postgres.go files for what only PostgreSQL does (LISTEN, step
+// starts and ends written together as one statement over arrays).
+//
+// The checkpoints of concurrent workflows (a step start, an execution's
+// creation or end) that arrive while one is being written are written
+// together, each with its own fencing and its own outcome (groupcommit.go):
+// one transaction on SQLite, one statement per kind on PostgreSQL. A lone
+// workflow's checkpoint is never held back.
 //
 // The guarantees and errors are the same on every GORM driver: gorm.io/driver/postgres
 // (also on an app's own *sql.DB), github.com/glebarez/sqlite and gorm.io/driver/sqlite,

@@ -131,7 +131,20 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 		}
 		return nil
 	}
-	err = s.writeCheckpoint(ctx, def == nil && len(in.Labels) == 0, insert)
+	if s.group != nil && s.group.byStatement && def == nil && len(in.Labels) == 0 && !s.inTransaction() {
+		// PostgreSQL: written with the creations that queue meanwhile, as
+		// one statement (groupcommit_postgres.go).
+		status := models.ExecutionPending
+		if in.Running {
+			status = models.ExecutionRunning
+		}
+		err = s.group.write(&checkpoint{ctx: ctx, op: insert, single: true, create: &executionCreate{
+			executionID: in.ExecutionID, definitionID: in.DefinitionID, definitionVersion: in.DefinitionVersion,
+			status: status, input: input, metadata: metadata, nodeID: nullable(in.NodeID), running: in.Running, created: &exec,
+		}})
+	} else {
+		err = s.writeCheckpoint(ctx, def == nil && len(in.Labels) == 0, insert)
+	}
 	switch {
 	case errors.Is(err, ErrAlreadyExists), errors.Is(err, ErrNotFound):
 		return nil, fmt.Errorf("creating execution %s: %w", in.ExecutionID, err)

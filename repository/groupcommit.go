@@ -53,10 +53,12 @@ type checkpoint struct {
 	// start, if set, is the step start op writes, which PostgreSQL can
 	// write together with others (groupcommit_postgres.go).
 	start *stepStart
-	// end, likewise, is the execution end op writes.
-	end  *executionEnd
-	err  error
-	done chan struct{}
+	// end and create, likewise, are the execution end or creation op
+	// writes.
+	end    *executionEnd
+	create *executionCreate
+	err    error
+	done   chan struct{}
 }
 
 // groupCommit queues the checkpoints that arrive while one is written.
@@ -66,9 +68,10 @@ type groupCommit struct {
 	queue  []*checkpoint // waiting for the next shared transaction
 	commit func(batch []*checkpoint)
 	shared atomic.Int64 // transactions written for more than one checkpoint
-	// byStatement: only step starts and execution ends are grouped, each
-	// kind written as one statement over arrays (PostgreSQL, where other
-	// checkpoints gain nothing from waiting for a shared commit).
+	// byStatement: only creations without labels, step starts and
+	// execution ends are grouped, each kind written as one statement over
+	// arrays (PostgreSQL, where other checkpoints gain nothing from waiting
+	// for a shared commit).
 	byStatement bool
 }
 

@@ -67,6 +67,31 @@ const finishExecutionsSQL = `WITH input AS MATERIALIZED (SELECT * FROM unnest(` 
 	`RETURNING w.execution_id, w.definition_id, w.definition_version, w.status, w.current_step_id, w.input, w.output, ` +
 	`w.error, w.node_id, w.version, w.last_heartbeat, w.metadata, w.created_at, w.updated_at, w.started_at, w.completed_at, w.wait_signal`
 
+// createExecutionsSQL is CreateExecution for many executions without labels
+// or a definition to store: the arrays are, per execution, its id,
+// definition id and version, status, input, owner, metadata and whether it
+// starts RUNNING. An id that exists, or whose definition does not, inserts
+// nothing and comes back missing; it is then created alone, which tells
+// which.
+const createExecutionsSQL = `INSERT INTO workflow_executions ` +
+	`(execution_id, definition_id, definition_version, status, input, node_id, metadata, version, last_heartbeat, created_at, updated_at, started_at) ` +
+	`SELECT i.execution_id, i.definition_id, i.definition_version, i.status, i.input::jsonb, i.node_id, i.metadata::jsonb, 1, now(), now(), now(), ` +
+	`CASE WHEN i.running THEN now() END FROM unnest(` +
+	`$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bool[]) ` +
+	`AS i(execution_id, definition_id, definition_version, status, input, node_id, metadata, running) ` +
+	`WHERE EXISTS (SELECT 1 FROM workflow_definitions d WHERE d.id = i.definition_id AND d.version = i.definition_version) ` +
+	`ORDER BY i.execution_id ON CONFLICT (execution_id) DO NOTHING` + returningExecution
+
+// executionCreate is a CreateExecution waiting in a group.
+type executionCreate struct {
+	executionID, definitionID, definitionVersion string
+	status                                       models.ExecutionStatus
+	input, metadata                              models.JSON
+	nodeID                                       *string
+	running                                      bool
+	created                                      *models.WorkflowExecution
+}
+
 // executionEnd is a FinishExecution waiting in a group.
 type executionEnd struct {
 	executionID, nodeID string
@@ -98,11 +123,11 @@ func groupsOnPostgres(pool *sql.DB) bool {
 	return pgx
 }
 
-// commitPostgres writes a batch: one checkpoint alone; several step starts,
-// and several ends (one per execution each), as one statement each, the rest
-// alone after them.
+// commitPostgres writes a batch: one checkpoint alone; several creations,
+// step starts or ends (one per execution each) as one statement per kind,
+// the rest alone after them.
 func (s *Storage) commitPostgres(batch []*checkpoint) {
-	var starts, ends, alone []*checkpoint
+	var creates, starts, ends, alone []*checkpoint
 	seen := make(map[string]bool, len(batch))
 	for _, c := range batch {
 		switch {
@@ -114,6 +139,9 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 		case c.end != nil && !seen[c.end.executionID]:
 			seen[c.end.executionID] = true
 			ends = append(ends, c)
+		case c.create != nil && !seen[c.create.executionID]:
+			seen[c.create.executionID] = true
+			creates = append(creates, c)
 		default:
 			alone = append(alone, c)
 		}
@@ -121,7 +149,7 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 	for _, g := range []struct {
 		group []*checkpoint
 		write func([]*checkpoint) error
-	}{{starts, s.startSteps}, {ends, s.finishExecutions}} {
+	}{{creates, s.createExecutions}, {starts, s.startSteps}, {ends, s.finishExecutions}} {
 		switch {
 		case len(g.group) == 1:
 			alone = append(alone, g.group...)
@@ -192,6 +220,63 @@ func (s *Storage) startSteps(group []*checkpoint) error {
 	return nil
 }
 
+// createExecutions writes group's creations in one statement; an error
+// means none was written. One that comes back missing is created alone
+// after it (an id that exists, a definition that does not).
+func (s *Storage) createExecutions(group []*checkpoint) error {
+	n := len(group)
+	ids, defIDs, defVersions, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	inputs, nodes, metadata, running := make([]*string, n), make([]*string, n), make([]*string, n), make([]bool, n)
+	byExecution := make(map[string]*checkpoint, n)
+	for i, c := range group {
+		x := c.create
+		ids[i], defIDs[i], defVersions[i], statuses[i] = x.executionID, x.definitionID, x.definitionVersion, string(x.status)
+		inputs[i], nodes[i], metadata[i], running[i] = jsonText(x.input), x.nodeID, jsonText(x.metadata), x.running
+		byExecution[x.executionID] = c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
+	defer cancel()
+	written, err := s.queryExecutions(ctx, createExecutionsSQL, ids, defIDs, defVersions, statuses, inputs, nodes, metadata, running)
+	if err != nil {
+		return err
+	}
+	for i := range written {
+		if c := byExecution[written[i].ExecutionID]; c != nil {
+			*c.create.created = written[i]
+			delete(byExecution, written[i].ExecutionID)
+		}
+	}
+	for _, c := range byExecution {
+		c.err = s.run(c.ctx, c.op) // alone, for its own error
+	}
+	return nil
+}
+
+// queryExecutions runs a statement that returns execution rows (the columns
+// of returningExecution) and scans them.
+func (s *Storage) queryExecutions(ctx context.Context, query string, args ...any) ([]models.WorkflowExecution, error) {
+	rows, err := s.db.Statement.ConnPool.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []models.WorkflowExecution
+	for rows.Next() {
+		var x models.WorkflowExecution
+		if err := rows.Scan(&x.ExecutionID, &x.DefinitionID, &x.DefinitionVersion, &x.Status, &x.CurrentStepID, &x.Input,
+			&x.Output, &x.Error, &x.NodeID, (*int64)(&x.Version), &x.LastHeartbeat, &x.Metadata, &x.CreatedAt, &x.UpdatedAt,
+			&x.StartedAt, &x.CompletedAt, &x.WaitSignal); err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	s.dialect.scanned(&out)
+	return out, nil
+}
+
 // finishExecutions writes group's ends in one statement; an error means
 // none was written.
 func (s *Storage) finishExecutions(group []*checkpoint) error {
@@ -210,26 +295,11 @@ func (s *Storage) finishExecutions(group []*checkpoint) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
 	defer cancel()
-	rows, err := s.db.Statement.ConnPool.QueryContext(ctx, finishExecutionsSQL,
+	written, err := s.queryExecutions(ctx, finishExecutionsSQL,
 		ids, nodes, statuses, outputs, errs, prevIDs, prevStatus, prevOutput, prevError)
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	written := make([]models.WorkflowExecution, 0, n)
-	for rows.Next() {
-		var x models.WorkflowExecution
-		if err := rows.Scan(&x.ExecutionID, &x.DefinitionID, &x.DefinitionVersion, &x.Status, &x.CurrentStepID, &x.Input,
-			&x.Output, &x.Error, &x.NodeID, (*int64)(&x.Version), &x.LastHeartbeat, &x.Metadata, &x.CreatedAt, &x.UpdatedAt,
-			&x.StartedAt, &x.CompletedAt, &x.WaitSignal); err != nil {
-			return err
-		}
-		written = append(written, x)
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	s.dialect.scanned(&written)
 	for i := range written {
 		if c := byExecution[written[i].ExecutionID]; c != nil {
 			*c.end.ended = written[i]

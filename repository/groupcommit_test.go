@@ -3,6 +3,7 @@ package repository_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,8 @@ import (
 // in one transaction (on SQLite; one by one elsewhere) each get the outcome
 // they would have had alone. Among them a step start of an execution another
 // node owns (refused, nothing written), the same step attempt started twice
-// (one wins, one ErrAlreadyExists, one row), a creation of an id that exists,
+// (one wins, one ErrAlreadyExists, one row), creations (new ones, an id that
+// exists, a definition that does not),
 // an end with the last step's outcome, a failed end and an end of another
 // node's execution (refused); the rest commit.
 func TestGroupCommit_EachCheckpointItsOwnOutcome(t *testing.T) {
@@ -64,6 +66,18 @@ func TestGroupCommit_EachCheckpointItsOwnOutcome(t *testing.T) {
 				Previous: &repository.FinishStepParams{ExecutionID: mine[7], StepExecutionID: last.StepExecutionID, NodeID: "n1", Status: models.StepCompleted, Output: 7},
 				Finished: &finished})
 		})
+		fresh := make([]*models.WorkflowExecution, 2)
+		freshErrs := make([]error, 2)
+		for i := range fresh {
+			goCall(func() {
+				fresh[i], freshErrs[i] = s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "order", DefinitionVersion: "v1",
+					Input: map[string]int{"n": i}, NodeID: "n1", Running: i == 0})
+			})
+		}
+		var noDefErr error
+		goCall(func() {
+			_, noDefErr = s.CreateExecution(ctx, repository.NewExecution{ExecutionID: "no-definition", DefinitionID: "nope", DefinitionVersion: "v1"})
+		})
 		var failedErr, stolenEndErr error
 		var failed models.WorkflowExecution
 		goCall(func() {
@@ -74,9 +88,7 @@ func TestGroupCommit_EachCheckpointItsOwnOutcome(t *testing.T) {
 			stolenEndErr = s.FinishExecution(ctx, repository.FinishExecutionParams{ExecutionID: theirs.ExecutionID, NodeID: "n1", Status: models.ExecutionCompleted})
 		})
 		if grouped {
-			// On PostgreSQL only the eight step starts and three ends are
-			// grouped, the creation is written alone.
-			queued := map[string]int{"sqlite": calls, "postgres": 11}[s.Dialect()]
+			queued := calls
 			require.Eventually(t, func() bool { return repository.QueuedCheckpoints(s) == queued }, 10*time.Second, time.Millisecond)
 		}
 		release()
@@ -104,6 +116,20 @@ func TestGroupCommit_EachCheckpointItsOwnOutcome(t *testing.T) {
 		require.ErrorIs(t, existsErr, repository.ErrAlreadyExists)
 		require.NoError(t, finishErr)
 		require.Equal(t, models.ExecutionCompleted, finished.Status)
+		for i, x := range fresh {
+			require.NoError(t, freshErrs[i])
+			stored, err := s.GetExecution(ctx, x.ExecutionID)
+			require.NoError(t, err)
+			require.Equal(t, *stored, *x)
+			require.JSONEq(t, fmt.Sprintf(`{"n": %d}`, i), string(x.Input))
+		}
+		require.Equal(t, models.ExecutionRunning, fresh[0].Status)
+		require.NotNil(t, fresh[0].StartedAt)
+		require.Equal(t, models.ExecutionPending, fresh[1].Status)
+		require.Nil(t, fresh[1].StartedAt)
+		require.ErrorIs(t, noDefErr, repository.ErrNotFound)
+		_, err = s.GetExecution(ctx, "no-definition")
+		require.ErrorIs(t, err, repository.ErrNotFound)
 		require.NoError(t, failedErr)
 		require.Equal(t, models.ExecutionFailed, failed.Status)
 		require.Equal(t, "boom", *failed.Error)

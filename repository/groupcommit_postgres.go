@@ -3,6 +3,7 @@ package repository
 import (
 	"context"
 	"database/sql"
+	"sync"
 
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -146,6 +147,10 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 			alone = append(alone, c)
 		}
 	}
+	// The kinds touch different executions' rows in different ways; their
+	// statements run side by side, on connections of their own.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for _, g := range []struct {
 		group []*checkpoint
 		write func([]*checkpoint) error
@@ -155,11 +160,18 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 			alone = append(alone, g.group...)
 		case len(g.group) > 1:
 			s.group.shared.Add(1)
-			if err := g.write(g.group); err != nil {
-				alone = append(alone, g.group...) // nothing was written: each alone
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := g.write(g.group); err != nil {
+					mu.Lock()
+					alone = append(alone, g.group...) // nothing was written: each alone
+					mu.Unlock()
+				}
+			}()
 		}
 	}
+	wg.Wait()
 	for _, c := range alone {
 		if c.ctx.Err() != nil {
 			c.err = context.Cause(c.ctx)

@@ -631,16 +631,17 @@ func (e *Engine) takeCarried(executionID string) []repository.FinishStepParams {
 }
 
 // parked notes that an execution waits in the database until (zero: until a
-// signal): the next sweeps claim it when it is due, and a local timer sweeps
-// at that time so that this node need not wait for its next poll.
-func (e *Engine) parked(until time.Time) {
+// signal), due no sooner than after atLeast: the next sweeps claim it when it
+// is due, and a local timer sweeps at that time so that this node need not
+// wait for its next poll.
+func (e *Engine) parked(until time.Time, atLeast time.Duration) {
 	// A signal may have come while the park was answering, unseen by a run
 	// that was still waiting here: the run's end sweeps.
 	e.backlog.Store(true)
 	if until.IsZero() {
 		return
 	}
-	if d := time.Until(until); d < parkTimerMax {
+	if d := max(time.Until(until), atLeast); d < parkTimerMax {
 		time.AfterFunc(max(d, 0), e.workWaits)
 	}
 }

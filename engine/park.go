@@ -67,7 +67,11 @@ func (c *Context) park(until time.Time, signal string) error {
 	}
 	x.stop(errParked)
 	x.tel.parked = true // a heartbeat may have stopped it first (telemetry.go)
-	e.parked(until)
+	// The database made it due p.For after the park's statement began, which
+	// may be later than until by this node's clock: the local wake-up waits
+	// at least p.For from now, so that its sweep does not come too early and
+	// leave the execution to the next poll.
+	e.parked(until, p.For)
 	x.logger().LogAttrs(c, slog.LevelDebug, "execution parked", slog.String("signal", signal), slog.Time("until", until))
 	return errParked
 }

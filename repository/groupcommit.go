@@ -30,8 +30,9 @@ import (
 //   - if the transaction itself fails (its commit, the lock), nothing of it
 //     was written and every checkpoint in it gets that error;
 //   - a caller whose context ends while its checkpoint still queues takes it
-//     out, so it is never written; one already in a transaction is in the
-//     same place as a statement cancelled mid-flight: written or not.
+//     out, so it is never written; once a shared write has taken it, the
+//     caller waits for that write and gets its true outcome (written, or
+//     skipped for the ended context), never a guess.
 //
 // Every checkpoint keeps its own fencing (the owner check is in its own
 // statements), so sharing a transaction changes nothing of what it may
@@ -98,16 +99,16 @@ func (g *groupCommit) write(c *checkpoint) error {
 	for i, q := range g.queue {
 		if q == c {
 			g.queue = append(g.queue[:i], g.queue[i+1:]...)
-			break
+			g.mu.Unlock()
+			return fmt.Errorf("checkpoint not written: %w", context.Cause(c.ctx))
 		}
 	}
 	g.mu.Unlock()
-	select {
-	case <-c.done: // it was written after all
-		return c.err
-	default:
-		return fmt.Errorf("checkpoint not written: %w", context.Cause(c.ctx))
-	}
+	// A shared write has it: its outcome is the caller's to know, whatever
+	// the context says (the write skips it only if it has not begun it).
+	// The write is bounded by groupCommitTimeout.
+	<-c.done
+	return c.err
 }
 
 // next writes what queued meanwhile, on a goroutine of its own so that the

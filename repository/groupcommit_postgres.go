@@ -22,23 +22,30 @@ import (
 // written, and each of its checkpoints is written alone, for the outcome it
 // would have had.
 
+// lockedOwned is the CTE "locked" of the grouped statements: the input's
+// executions that their node still owns live, locked in execution_id order
+// (as the heartbeat does: two statements that each update several
+// executions of one node would otherwise lock them in whatever order their
+// scans meet them, and could deadlock, which PostgreSQL detects only after
+// deadlock_timeout, 1 s). A row a takeover changed while this waited for its
+// lock is re-checked as committed and left out: every write of the
+// statement goes only to executions in "locked".
+const lockedOwned = `locked AS MATERIALIZED (SELECT w.execution_id FROM workflow_executions w ` +
+	`JOIN input i ON i.execution_id = w.execution_id WHERE w.node_id = i.node_id AND w.status IN ('PENDING', 'RUNNING') ` +
+	`ORDER BY w.execution_id FOR UPDATE OF w)`
+
 // startStepsSQL is StartStep for many executions (at most one start each).
-// It locks their rows first, in execution_id order, as the heartbeat does:
-// two statements that each update several executions of one node would
-// otherwise lock them in whatever order their scans meet them, and could
-// deadlock (which PostgreSQL detects only after deadlock_timeout, 1 s).
-// The arguments are, per start, the execution, node, step, new step execution
-// id, input and attempt, then the previous step's execution id, status,
-// output and error (NULL where there is none).
+// It locks the owned ones first (lockedOwned). The arguments are, per
+// start, the execution, node, step, new step execution id, input and
+// attempt, then the previous step's execution id, status, output and error
+// (NULL where there is none).
 const startStepsSQL = `WITH input AS MATERIALIZED (SELECT * FROM unnest(` +
 	`$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::text[], $10::text[]) ` +
 	`AS i(execution_id, node_id, step_id, step_execution_id, input, attempt, prev_id, prev_status, prev_output, prev_error)), ` +
-	`locked AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE execution_id IN (SELECT execution_id FROM input) ` +
-	`ORDER BY execution_id FOR UPDATE), ` +
+	lockedOwned + `, ` +
 	`done AS (UPDATE step_executions s SET status = i.prev_status, output = i.prev_output::jsonb, error = i.prev_error, completed_at = now() ` +
 	`FROM input i WHERE i.prev_id IS NOT NULL AND s.step_execution_id = i.prev_id AND s.execution_id = i.execution_id ` +
-	`AND EXISTS (SELECT 1 FROM workflow_executions w WHERE w.execution_id = i.execution_id AND w.node_id = i.node_id ` +
-	`AND w.status IN ('PENDING', 'RUNNING')) RETURNING s.execution_id), ` +
+	`AND i.execution_id IN (SELECT execution_id FROM locked) RETURNING s.execution_id), ` +
 	`owner AS (UPDATE workflow_executions w SET current_step_id = i.step_id, status = 'RUNNING', started_at = COALESCE(w.started_at, now()) ` +
 	`FROM input i WHERE w.execution_id = i.execution_id AND w.execution_id IN (SELECT execution_id FROM locked) ` +
 	`AND w.node_id = i.node_id AND w.status IN ('PENDING', 'RUNNING') ` +
@@ -48,18 +55,16 @@ const startStepsSQL = `WITH input AS MATERIALIZED (SELECT * FROM unnest(` +
 	`FROM input i JOIN owner o ON o.execution_id = i.execution_id` + returningStep
 
 // finishExecutionsSQL is FinishExecution for many executions (one end each),
-// locking them in execution_id order as startStepsSQL does. The arrays are,
+// locking the owned ones first as startStepsSQL does. The arrays are,
 // per end, the execution, node, status, output and error, then the last
 // step's outcome as in startStepsSQL.
 const finishExecutionsSQL = `WITH input AS MATERIALIZED (SELECT * FROM unnest(` +
 	`$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) ` +
 	`AS i(execution_id, node_id, status, output, error, prev_id, prev_status, prev_output, prev_error)), ` +
-	`locked AS MATERIALIZED (SELECT execution_id FROM workflow_executions WHERE execution_id IN (SELECT execution_id FROM input) ` +
-	`ORDER BY execution_id FOR UPDATE), ` +
+	lockedOwned + `, ` +
 	`done AS (UPDATE step_executions s SET status = i.prev_status, output = i.prev_output::jsonb, error = i.prev_error, completed_at = now() ` +
 	`FROM input i WHERE i.prev_id IS NOT NULL AND s.step_execution_id = i.prev_id AND s.execution_id = i.execution_id ` +
-	`AND EXISTS (SELECT 1 FROM workflow_executions w WHERE w.execution_id = i.execution_id AND w.node_id = i.node_id ` +
-	`AND w.status IN ('PENDING', 'RUNNING')) RETURNING s.execution_id) ` +
+	`AND i.execution_id IN (SELECT execution_id FROM locked) RETURNING s.execution_id) ` +
 	`UPDATE workflow_executions w SET status = i.status, output = i.output::jsonb, error = i.error, completed_at = now(), ` +
 	`updated_at = now(), started_at = COALESCE(w.started_at, now()), version = w.version + 1 ` +
 	`FROM input i WHERE w.execution_id = i.execution_id AND w.execution_id IN (SELECT execution_id FROM locked) ` +
@@ -132,6 +137,8 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 	seen := make(map[string]bool, len(batch))
 	for _, c := range batch {
 		switch {
+		case c.ctx.Err() != nil:
+			c.err = context.Cause(c.ctx) // its caller gave up before it was begun: not written
 		case len(batch) == 1:
 			alone = append(alone, c)
 		case c.start != nil && !seen[c.start.executionID]:
@@ -151,6 +158,7 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 	// statements run side by side, on connections of their own.
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	var failed []*checkpoint // of groups whose statement failed, under mu
 	for _, g := range []struct {
 		group []*checkpoint
 		write func([]*checkpoint) error
@@ -165,13 +173,14 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 				defer wg.Done()
 				if err := g.write(g.group); err != nil {
 					mu.Lock()
-					alone = append(alone, g.group...) // nothing was written: each alone
+					failed = append(failed, g.group...) // nothing was written: each alone
 					mu.Unlock()
 				}
 			}()
 		}
 	}
 	wg.Wait()
+	alone = append(alone, failed...)
 	for _, c := range alone {
 		if c.ctx.Err() != nil {
 			c.err = context.Cause(c.ctx)

@@ -393,9 +393,14 @@ func newFinishOutcome(p FinishStepParams) (*stepOutcome, error) {
 
 // doneCTE writes a step outcome, fenced by ownership, as the CTE "done"
 // (PostgreSQL) of a statement that goes on only if it wrote; its arguments
-// are cteArgs.
+// are cteArgs. The ownership check locks the execution's row: a plain read
+// would see the statement's snapshot, and a takeover committed meanwhile
+// would not stop the outcome (the statement's own UPDATE of the row, which
+// re-checks it, would refuse the rest). Locking waits for such a takeover
+// and re-checks the row as it committed.
 const doneCTE = `done AS (UPDATE step_executions SET status = ?, output = ?::jsonb, error = ?, completed_at = ? ` +
-	`WHERE step_execution_id = ? AND execution_id = ? AND EXISTS (SELECT 1 FROM workflow_executions WHERE ` + ownedLive + `) RETURNING 1)`
+	`WHERE step_execution_id = ? AND execution_id = ? AND EXISTS (SELECT 1 FROM workflow_executions WHERE ` + ownedLive +
+	` FOR NO KEY UPDATE) RETURNING 1)`
 
 func (o *stepOutcome) cteArgs(now any, executionID, nodeID string) []any {
 	return []any{o.status, o.output, o.err, now, o.id, executionID, executionID, nodeID}

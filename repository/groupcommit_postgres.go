@@ -129,9 +129,11 @@ func groupsOnPostgres(pool *sql.DB) bool {
 	return pgx
 }
 
-// commitPostgres writes a batch: one checkpoint alone; several creations,
-// step starts or ends (one per execution each) as one statement per kind,
-// the rest alone after them.
+// commitPostgres writes a batch: one checkpoint alone; in a larger batch,
+// the creations, step starts and ends (one per execution each) as one
+// statement per kind, side by side, then the rest (a second checkpoint of an
+// execution, those of a statement that failed) alone, side by side too:
+// they are of different executions, or an execution's row lock orders them.
 func (s *Storage) commitPostgres(batch []*checkpoint) {
 	var creates, starts, ends, alone []*checkpoint
 	seen := make(map[string]bool, len(batch))
@@ -163,11 +165,12 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 		group []*checkpoint
 		write func([]*checkpoint) error
 	}{{creates, s.createExecutions}, {starts, s.startSteps}, {ends, s.finishExecutions}} {
-		switch {
-		case len(g.group) == 1:
-			alone = append(alone, g.group...)
-		case len(g.group) > 1:
+		// Even one of a kind goes as its statement over arrays: beside the
+		// others, not after them.
+		if len(g.group) > 1 {
 			s.group.shared.Add(1)
+		}
+		if len(g.group) > 0 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -182,12 +185,17 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 	wg.Wait()
 	alone = append(alone, failed...)
 	for _, c := range alone {
-		if c.ctx.Err() != nil {
-			c.err = context.Cause(c.ctx)
-			continue
-		}
-		c.err = s.run(c.ctx, c.op)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if c.ctx.Err() != nil {
+				c.err = context.Cause(c.ctx)
+				return
+			}
+			c.err = s.run(c.ctx, c.op)
+		}()
 	}
+	wg.Wait()
 }
 
 // startSteps writes group's step starts in one statement; an error means

@@ -204,22 +204,17 @@ func (s *Storage) startSteps(group []*checkpoint) error {
 	n := len(group)
 	ids, nodes, steps, stepIDs, inputs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
 	attempts := make([]int32, n)
-	prevIDs, prevStatus, prevOutput, prevError := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
-	byExecution := make(map[string]*checkpoint, n)
+	prev := newOutcomeArrays(n)
 	for i, c := range group {
 		st := c.start
 		ids[i], nodes[i], steps[i], stepIDs[i], attempts[i] = st.executionID, st.nodeID, st.stepID, newID(), int32(st.attempt)
 		inputs[i] = jsonText(st.input)
-		if p := st.previous; p != nil {
-			status := string(p.status)
-			prevIDs[i], prevStatus[i], prevOutput[i], prevError[i] = &p.id, &status, jsonText(p.output), p.err
-		}
-		byExecution[st.executionID] = c
+		prev.set(i, st.previous)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
 	defer cancel()
 	rows, err := s.db.Statement.ConnPool.QueryContext(ctx, startStepsSQL,
-		ids, nodes, steps, stepIDs, inputs, attempts, prevIDs, prevStatus, prevOutput, prevError)
+		ids, nodes, steps, stepIDs, inputs, attempts, prev.ids, prev.statuses, prev.outputs, prev.errors)
 	if err != nil {
 		return err
 	}
@@ -237,16 +232,51 @@ func (s *Storage) startSteps(group []*checkpoint) error {
 		return err
 	}
 	s.dialect.scanned(&written)
-	for i := range written {
-		if c := byExecution[written[i].ExecutionID]; c != nil {
-			*c.start.step = written[i]
-			delete(byExecution, written[i].ExecutionID)
-		}
-	}
-	for _, c := range byExecution {
+	missing := answer(group, written, func(st *models.StepExecution) string { return st.ExecutionID },
+		func(c *checkpoint) string { return c.start.executionID },
+		func(c *checkpoint, st *models.StepExecution) { *c.start.step = *st })
+	for _, c := range missing {
 		c.err = ErrConcurrentUpdate // its owner check failed: nothing of it written
 	}
 	return nil
+}
+
+// outcomeArrays are the previous step outcomes of a grouped statement, one
+// element per checkpoint, NULL where there is none.
+type outcomeArrays struct {
+	ids, statuses, outputs, errors []*string
+}
+
+func newOutcomeArrays(n int) outcomeArrays {
+	return outcomeArrays{make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)}
+}
+
+func (a outcomeArrays) set(i int, p *stepOutcome) {
+	if p != nil {
+		status := string(p.status)
+		a.ids[i], a.statuses[i], a.outputs[i], a.errors[i] = &p.id, &status, jsonText(p.output), p.err
+	}
+}
+
+// answer hands each written row to the checkpoint of its execution and
+// returns the checkpoints that got none.
+func answer[Row any](group []*checkpoint, written []Row, rowID func(*Row) string, id func(*checkpoint) string,
+	put func(*checkpoint, *Row)) []*checkpoint {
+	byExecution := make(map[string]*checkpoint, len(group))
+	for _, c := range group {
+		byExecution[id(c)] = c
+	}
+	for i := range written {
+		if c := byExecution[rowID(&written[i])]; c != nil {
+			put(c, &written[i])
+			delete(byExecution, rowID(&written[i]))
+		}
+	}
+	missing := make([]*checkpoint, 0, len(byExecution))
+	for _, c := range byExecution {
+		missing = append(missing, c)
+	}
+	return missing
 }
 
 // createExecutions writes group's creations in one statement; an error
@@ -256,12 +286,10 @@ func (s *Storage) createExecutions(group []*checkpoint) error {
 	n := len(group)
 	ids, defIDs, defVersions, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	inputs, nodes, metadata, running := make([]*string, n), make([]*string, n), make([]*string, n), make([]bool, n)
-	byExecution := make(map[string]*checkpoint, n)
 	for i, c := range group {
 		x := c.create
 		ids[i], defIDs[i], defVersions[i], statuses[i] = x.executionID, x.definitionID, x.definitionVersion, string(x.status)
 		inputs[i], nodes[i], metadata[i], running[i] = jsonText(x.input), x.nodeID, jsonText(x.metadata), x.running
-		byExecution[x.executionID] = c
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
 	defer cancel()
@@ -269,17 +297,15 @@ func (s *Storage) createExecutions(group []*checkpoint) error {
 	if err != nil {
 		return err
 	}
-	for i := range written {
-		if c := byExecution[written[i].ExecutionID]; c != nil {
-			*c.create.created = written[i]
-			delete(byExecution, written[i].ExecutionID)
-		}
-	}
-	for _, c := range byExecution {
+	missing := answer(group, written, executionIDOf, func(c *checkpoint) string { return c.create.executionID },
+		func(c *checkpoint, x *models.WorkflowExecution) { *c.create.created = *x })
+	for _, c := range missing {
 		c.err = s.run(c.ctx, c.op) // alone, for its own error
 	}
 	return nil
 }
+
+func executionIDOf(x *models.WorkflowExecution) string { return x.ExecutionID }
 
 // queryExecutions runs a statement that returns execution rows (the columns
 // of returningExecution) and scans them.
@@ -311,31 +337,22 @@ func (s *Storage) queryExecutions(ctx context.Context, query string, args ...any
 func (s *Storage) finishExecutions(group []*checkpoint) error {
 	n := len(group)
 	ids, nodes, statuses, outputs, errs := make([]string, n), make([]string, n), make([]string, n), make([]*string, n), make([]*string, n)
-	prevIDs, prevStatus, prevOutput, prevError := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
-	byExecution := make(map[string]*checkpoint, n)
+	prev := newOutcomeArrays(n)
 	for i, c := range group {
 		end := c.end
 		ids[i], nodes[i], statuses[i], outputs[i], errs[i] = end.executionID, end.nodeID, string(end.status), jsonText(end.output), end.err
-		if p := end.previous; p != nil {
-			status := string(p.status)
-			prevIDs[i], prevStatus[i], prevOutput[i], prevError[i] = &p.id, &status, jsonText(p.output), p.err
-		}
-		byExecution[end.executionID] = c
+		prev.set(i, end.previous)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
 	defer cancel()
 	written, err := s.queryExecutions(ctx, finishExecutionsSQL,
-		ids, nodes, statuses, outputs, errs, prevIDs, prevStatus, prevOutput, prevError)
+		ids, nodes, statuses, outputs, errs, prev.ids, prev.statuses, prev.outputs, prev.errors)
 	if err != nil {
 		return err
 	}
-	for i := range written {
-		if c := byExecution[written[i].ExecutionID]; c != nil {
-			*c.end.ended = written[i]
-			delete(byExecution, written[i].ExecutionID)
-		}
-	}
-	for _, c := range byExecution {
+	missing := answer(group, written, executionIDOf, func(c *checkpoint) string { return c.end.executionID },
+		func(c *checkpoint, x *models.WorkflowExecution) { *c.end.ended = *x })
+	for _, c := range missing {
 		c.err = ErrConcurrentUpdate // its owner check failed: nothing of it written
 	}
 	return nil

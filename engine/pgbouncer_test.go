@@ -3,12 +3,9 @@ package engine_test
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plexspaces/workflow/engine"
@@ -22,26 +19,10 @@ import (
 // every step once. Each transaction may land on another server connection,
 // so nothing may rely on a prepared statement or a LISTEN outliving it.
 func TestPgBouncer_TransactionMode(t *testing.T) {
-	dsn := os.Getenv("WORKFLOW_TEST_PGBOUNCER_DSN")
-	if dsn == "" {
-		t.Skip("WORKFLOW_TEST_PGBOUNCER_DSN not set")
-	}
-	// A database of its own, made on the server directly (PgBouncer passes
-	// no search_path, so the per-test schemas of the other tests do not work).
-	direct, err := pgx.Connect(t.Context(), testutil.PostgresDSN(t))
-	require.NoError(t, err)
-	defer direct.Close(context.Background())
-	const db = "plexwf_pgbouncer_test"
-	_, err = direct.Exec(t.Context(), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
-	require.NoError(t, err)
-	_, err = direct.Exec(t.Context(), "CREATE DATABASE "+db)
-	require.NoError(t, err)
-	u, err := url.Parse(dsn)
-	require.NoError(t, err)
-	u.Path = "/" + db
+	dsn := testutil.PgBouncerDatabase(t, "plexwf_pgbouncer_test")
 	stores := make([]*repository.Storage, 2)
 	for i := range stores {
-		s, err := repository.Open(t.Context(), u.String(), repository.WithMaxOpenConns(8))
+		s, err := repository.Open(t.Context(), dsn, repository.WithMaxOpenConns(8))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = s.Close() })
 		stores[i] = s

@@ -1,14 +1,10 @@
 package repository_test
 
 import (
-	"context"
-	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/plexspaces/workflow/models"
@@ -21,24 +17,8 @@ import (
 // step starts and ends through PgBouncer as they do directly, each with its
 // own outcome.
 func TestPgBouncer_GroupedWrites(t *testing.T) {
-	dsn := os.Getenv("WORKFLOW_TEST_PGBOUNCER_DSN")
-	if dsn == "" {
-		t.Skip("WORKFLOW_TEST_PGBOUNCER_DSN not set")
-	}
-	// A database of its own (PgBouncer passes no search_path for the
-	// per-test schemas).
-	direct, err := pgx.Connect(t.Context(), testutil.PostgresDSN(t))
-	require.NoError(t, err)
-	defer direct.Close(context.Background())
-	const db = "plexwf_pgbouncer_repo_test"
-	_, err = direct.Exec(t.Context(), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
-	require.NoError(t, err)
-	_, err = direct.Exec(t.Context(), "CREATE DATABASE "+db)
-	require.NoError(t, err)
-	u, err := url.Parse(dsn)
-	require.NoError(t, err)
-	u.Path = "/" + db
-	s, err := repository.Open(t.Context(), u.String(), repository.WithMaxOpenConns(8))
+	dsn := testutil.PgBouncerDatabase(t, "plexwf_pgbouncer_repo_test")
+	s, err := repository.Open(t.Context(), dsn, repository.WithMaxOpenConns(8))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	ctx := t.Context()

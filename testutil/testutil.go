@@ -227,3 +227,36 @@ func ForEachDriver(t *testing.T, fn func(t *testing.T, s *repository.Storage)) {
 		})
 	}
 }
+
+// EnvPgBouncerDSN names the environment variable with the DSN of a PgBouncer
+// in transaction mode in front of the test server (.ci/pgbouncer prints
+// one); the PgBouncer tests skip without it.
+const EnvPgBouncerDSN = "WORKFLOW_TEST_PGBOUNCER_DSN"
+
+// PgBouncerDatabase creates the database name afresh on the test server,
+// directly, and returns the DSN that reaches it through PgBouncer; it skips
+// the test when EnvPgBouncerDSN is unset. (PgBouncer passes no search_path,
+// so the per-test schemas of PostgresSchemaDSN do not work through it.)
+func PgBouncerDatabase(t testing.TB, name string) string {
+	t.Helper()
+	dsn := os.Getenv(EnvPgBouncerDSN)
+	if dsn == "" {
+		t.Skipf("%s not set", EnvPgBouncerDSN)
+	}
+	admin, err := sql.Open("pgx", PostgresDSN(t))
+	if err != nil {
+		t.Fatalf("opening PostgreSQL: %v", err)
+	}
+	defer admin.Close()
+	for _, stmt := range []string{"DROP DATABASE IF EXISTS " + name + " WITH (FORCE)", "CREATE DATABASE " + name} {
+		if _, err := admin.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("%s is not a URL", EnvPgBouncerDSN)
+	}
+	u.Path = "/" + name
+	return u.String()
+}

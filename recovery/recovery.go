@@ -374,6 +374,9 @@ func (s *Service) claimUpTo(ctx context.Context, bound int) ([]models.WorkflowEx
 	}
 	claimed, err := s.store.ClaimExecutions(ctx, p)
 	if err != nil {
+		if s.onFullClaim != nil {
+			s.onFullClaim() // nothing was looked at: what waited may still wait
+		}
 		s.warn(ctx, "sweep", err)
 		return nil, false
 	}

@@ -25,8 +25,9 @@ func NewID() string { return newID() }
 // InsertExecutionSQL is the statement CreateExecution runs (GORM rewrites ? to
 // $n on PostgreSQL). The clock arguments are now() on PostgreSQL and bound
 // times on SQLite; the metadata follows the node id; then
-// NewExecution.Running (status RUNNING, started_at set) and the time again; the last two arguments are the definition id and
-// version again. The statement itself checks that the definition exists, so the
+// NewExecution.Running (status RUNNING, started_at set) and the time again;
+// the last two arguments are the definition id and version again. The
+// statement itself checks that the definition exists, so the
 // guarantee holds on a SQLite connection with foreign keys off, and an
 // existing id inserts nothing instead of failing, so an idempotent create is
 // no error in the app's SQL log. When it returns no row, one read tells which

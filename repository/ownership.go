@@ -330,8 +330,7 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 				return res.Error
 			}
 			// The update just found the execution owned and live, in this
-			// transaction: a plain one-row insert, which SQLite writes
-			// without a statement journal (INSERT ... SELECT needs one).
+			// transaction: a plain one-row insert needs no check of its own.
 			return tx.Raw(insertStartedStepSQL, newID(), p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, now).Scan(&steps).Error
 		})
 	}

@@ -21,18 +21,23 @@ import (
 // claims, sweeps without room, parks falling due, events, Signal) and group
 // commit, seen from the engine.
 
-// adv10Sleep is longer than wakeConfig's PollInterval (30 s), so that the
-// sleep parks; the next poll after it falls due is ~30 s later, far past the
-// 10 s within which it must have resumed.
-const adv10Sleep = 31 * time.Second
+// The sleep tests poll every adv10Poll and sleep a little longer, so that
+// the sleeps park; they fall due just after the first poll of the engine's
+// Run, and the next poll comes about 11 s after that, far past adv10Bound,
+// within which each must have resumed.
+const (
+	adv10Poll  = 12 * time.Second
+	adv10Sleep = adv10Poll + 500*time.Millisecond
+	adv10Bound = 4 * time.Second
+)
 
 // TestAdversary10_ParkedSleepsDueWhileSlotBusyResumeWhenItFrees:
-// MaxConcurrent 1, polls every 30 s. Two sleeps park, fall due while a busy
+// MaxConcurrent 1, polls every adv10Poll. Two sleeps park, fall due while a busy
 // workflow holds the only slot, and must both complete soon after the slot
 // frees (one after the other), not at the next poll.
 func TestAdversary10_ParkedSleepsDueWhileSlotBusyResumeWhenItFrees(t *testing.T) {
 	if testing.Short() {
-		t.Skip("sleeps 31 s")
+		t.Skip("sleeps 13 s")
 	}
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		ctx := t.Context()
@@ -47,7 +52,7 @@ func TestAdversary10_ParkedSleepsDueWhileSlotBusyResumeWhenItFrees(t *testing.T)
 			return engine.Step(ctx, "s", func(context.Context) (int, error) { <-release; return 1, nil })
 		})
 		cfg := wakeConfig("adv10-busy-slot")
-		cfg.MaxConcurrent = 1
+		cfg.MaxConcurrent, cfg.PollInterval = 1, adv10Poll
 		e := engine.New(s, cfg)
 		require.NoError(t, e.Register(sleeper, busy))
 		run(t, e)
@@ -74,18 +79,18 @@ func TestAdversary10_ParkedSleepsDueWhileSlotBusyResumeWhenItFrees(t *testing.T)
 		require.NoError(t, err)
 		freed := time.Now()
 		for i, h := range sleepers {
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			wctx, cancel := context.WithTimeout(ctx, adv10Bound)
 			got, err := h.Result(wctx)
 			cancel()
-			require.NoError(t, err, "sleeper %d not resumed within 10 s of the slot freeing (%s): left until the next poll", i, time.Since(freed))
+			require.NoError(t, err, "sleeper %d not resumed within %s of the slot freeing (%s): left until the next poll", i, adv10Bound, time.Since(freed))
 			require.Equal(t, i, got)
 		}
 	})
 }
 
 // TestAdversary10_ParkedSleepsResumeWhenDueWithFreeSlots: several sleeps
-// park and fall due while slots are free; each must resume within 10 s of
-// being due (the local timer's sweep), not at the next poll.
+// park and fall due while slots are free; each must resume within
+// adv10Bound of being due (the local timer's sweep), not at the next poll.
 //
 // Fails on PostgreSQL: the timer (Engine.parked) fires at the engine's
 // "until", while ParkExecution makes the row due at the database's now()+For,
@@ -94,10 +99,10 @@ func TestAdversary10_ParkedSleepsDueWhileSlotBusyResumeWhenItFrees(t *testing.T)
 // (measured: 2 to 18 ms when 8 executions park at once on a pool of 4). The
 // timer's sweep looks those milliseconds too early and finds nothing; each
 // sleeper is then claimed by the next sleeper's timer sweep, and the last one
-// waits for the next poll (30 s).
+// waits for the next poll.
 func TestAdversary10_ParkedSleepsResumeWhenDueWithFreeSlots(t *testing.T) {
 	if testing.Short() {
-		t.Skip("sleeps 31 s")
+		t.Skip("sleeps 13 s")
 	}
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		ctx := t.Context()
@@ -108,7 +113,7 @@ func TestAdversary10_ParkedSleepsResumeWhenDueWithFreeSlots(t *testing.T) {
 			return n, nil
 		})
 		cfg := wakeConfig("adv10-free")
-		cfg.MaxConcurrent = 16
+		cfg.MaxConcurrent, cfg.PollInterval = 16, adv10Poll
 		e := engine.New(s, cfg)
 		require.NoError(t, e.Register(sleeper))
 		run(t, e)
@@ -122,7 +127,7 @@ func TestAdversary10_ParkedSleepsResumeWhenDueWithFreeSlots(t *testing.T) {
 		}
 		for i, h := range handles {
 			due := started[i].Add(adv10Sleep + time.Duration(i)*150*time.Millisecond)
-			wctx, cancel := context.WithDeadline(ctx, due.Add(10*time.Second))
+			wctx, cancel := context.WithDeadline(ctx, due.Add(adv10Bound))
 			got, err := h.Result(wctx)
 			cancel()
 			if err != nil {
@@ -132,7 +137,7 @@ func TestAdversary10_ParkedSleepsResumeWhenDueWithFreeSlots(t *testing.T) {
 				if x.NodeID != nil {
 					owner = *x.NodeID
 				}
-				t.Fatalf("sleeper %d not resumed within 10 s of being due (%v): left until the next poll; stored: status %s, owner %s, last heartbeat %v, steps %v",
+				t.Fatalf("sleeper %d not resumed within 4 s of being due (%v): left until the next poll; stored: status %s, owner %s, last heartbeat %v, steps %v",
 					i, err, x.Status, owner, x.LastHeartbeat, statuses(history(t, s, h.ID())))
 			}
 			require.Equal(t, i, got)

@@ -11,12 +11,13 @@ import (
 )
 
 // Group commit on PostgreSQL. Concurrent connections already share WAL
-// flushes there; what a step start or an execution's end costs is its
-// statement: planning-free (pgx caches it) but still an executor start,
-// several CTEs, a round trip and a commit each. So the step starts that queue
-// while one is written are written as one statement over arrays (unnest),
-// and so are the ends: the same writes for every row as alone, each fenced
-// by its own row's owner, in one commit. One whose owner check fails gets no
+// flushes there; what a creation, a step start or an execution's end costs
+// is its statement: planning-free (pgx caches it) but still an executor
+// start, several CTEs, a round trip and a commit each. So the step starts
+// that queue while one is written are written as one statement over arrays
+// (unnest), and so are the creations and the ends, the three statements side
+// by side: the same writes for every row as alone, each fenced by its own
+// row's owner, in one commit. One whose owner check fails gets no
 // row back and ErrConcurrentUpdate, as alone. If a statement fails as a whole
 // (a step attempt started twice is a unique violation), nothing of it was
 // written, and each of its checkpoints is written alone, for the outcome it
@@ -118,9 +119,9 @@ type stepStart struct {
 	step                        *models.StepExecution
 }
 
-// groupsOnPostgres reports whether s can write step starts together: only
-// through pgx (the arrays are its encoding; a test's sqlmock writes them one
-// by one).
+// groupsOnPostgres reports whether a storage on pool can write checkpoints
+// together: only through pgx (the arrays are its encoding; a test's sqlmock
+// gets them one by one).
 func groupsOnPostgres(pool *sql.DB) bool {
 	if pool == nil {
 		return false

@@ -5,16 +5,15 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"gorm.io/gorm"
 
 	"github.com/plexspaces/workflow/engine"
 	"github.com/plexspaces/workflow/models"
 	"github.com/plexspaces/workflow/repository"
+	"github.com/plexspaces/workflow/testutil"
 )
 
 // Adversary 10: the "backlog" flag (cleared by every claim, set by full
@@ -228,40 +227,6 @@ func TestAdversary10_GracefulStopsNeverRerunCompletedSteps(t *testing.T) {
 	})
 }
 
-// adv10Stall registers GORM callbacks (Raw and Row processors), named after
-// name, that block the first statement with arg among its arguments, once
-// armed, until release; stalled is closed when it blocks. Register before
-// the storage is used concurrently.
-func adv10Stall(t *testing.T, db *gorm.DB, name, arg string) (arm func(), stalled <-chan struct{}, release func()) {
-	t.Helper()
-	var armed atomic.Bool
-	var once sync.Once
-	st := make(chan struct{})
-	gate := make(chan struct{})
-	var releaseOnce sync.Once
-	release = func() { releaseOnce.Do(func() { close(gate) }) }
-	t.Cleanup(release)
-	fn := func(tx *gorm.DB) {
-		if !armed.Load() {
-			return
-		}
-		for _, v := range tx.Statement.Vars {
-			if s, ok := v.(string); ok && s == arg {
-				hit := false
-				once.Do(func() { hit = true })
-				if hit {
-					close(st)
-					<-gate
-				}
-				return
-			}
-		}
-	}
-	require.NoError(t, db.Callback().Raw().Before("gorm:raw").Register("adv10:"+name+"-raw", fn))
-	require.NoError(t, db.Callback().Row().Before("gorm:row").Register("adv10:"+name+"-row", fn))
-	return func() { armed.Store(true) }, st, release
-}
-
 // TestAdversary10_FailedStartLeavesNoOrphan (SQLite, where creations are
 // group-committed): a Start whose context ends while its creation is in a
 // shared transaction (taken from the queue, not yet committed) fails, yet
@@ -276,8 +241,10 @@ func TestAdversary10_FailedStartLeavesNoOrphan(t *testing.T) {
 		}
 		ctx := t.Context()
 		blocker, victim, other := repository.NewID(), repository.NewID(), repository.NewID()
-		arm1, stalled1, release1 := adv10Stall(t, s.DB(), "blocker", blocker)
-		arm2, stalled2, release2 := adv10Stall(t, s.DB(), "other", other)
+		stall1 := testutil.StallStatement(t, s.DB(), "blocker", blocker)
+		stall2 := testutil.StallStatement(t, s.DB(), "other", other)
+		arm1, stalled1, release1 := stall1.Arm, stall1.Stalled(), stall1.Release
+		arm2, stalled2, release2 := stall2.Arm, stall2.Stalled(), stall2.Release
 		wf := engine.Define("adv10-orphan", "v1", func(ctx *engine.Context, n int) (int, error) {
 			return engine.Step(ctx, "s", func(context.Context) (int, error) { return n, nil })
 		})

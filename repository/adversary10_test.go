@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"gorm.io/gorm"
 
 	"github.com/plexspaces/workflow/models"
 	"github.com/plexspaces/workflow/repository"
@@ -52,39 +51,6 @@ func adv10WaitBlocked(t *testing.T, s *repository.Storage, prefix string) {
 	t.Fatalf("no statement %q waited for a lock within 10 s", prefix)
 }
 
-// adv10Stall registers a GORM callback (Raw and Row processors) that blocks
-// the first statement whose arguments include arg, once armed, until the
-// returned release is called; stalled is closed when it blocks.
-func adv10Stall(t *testing.T, db *gorm.DB, arg string) (arm func(), stalled <-chan struct{}, release func()) {
-	t.Helper()
-	var armed atomic.Bool
-	var once sync.Once
-	st := make(chan struct{})
-	gate := make(chan struct{})
-	var releaseOnce sync.Once
-	release = func() { releaseOnce.Do(func() { close(gate) }) }
-	t.Cleanup(release)
-	fn := func(tx *gorm.DB) {
-		if !armed.Load() {
-			return
-		}
-		for _, v := range tx.Statement.Vars {
-			if s, ok := v.(string); ok && s == arg {
-				hit := false
-				once.Do(func() { hit = true })
-				if hit {
-					close(st)
-					<-gate
-				}
-				return
-			}
-		}
-	}
-	require.NoError(t, db.Callback().Raw().Before("gorm:raw").Register("adv10:stall-raw", fn))
-	require.NoError(t, db.Callback().Row().Before("gorm:row").Register("adv10:stall-row", fn))
-	return func() { armed.Store(true) }, st, release
-}
-
 // TestAdversary10_CancelledInFlightIsNotReportedUnwritten: a caller whose
 // context ends after its checkpoint was taken into a shared write (no longer
 // queued, not yet committed) returns at once with "checkpoint not written:
@@ -106,7 +72,8 @@ func TestAdversary10_CancelledInFlightIsNotReportedUnwritten(t *testing.T) {
 		var arm func()
 		var stalled <-chan struct{}
 		if s.Dialect() == "sqlite" {
-			arm, stalled, unblock = adv10Stall(t, s.DB(), other)
+			stall := testutil.StallStatement(t, s.DB(), "other", other)
+			arm, stalled, unblock = stall.Arm, stall.Stalled(), stall.Release
 		} else {
 			tx := s.DB().Begin()
 			require.NoError(t, tx.Error)

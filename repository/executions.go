@@ -96,6 +96,10 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 		return nil, err
 	}
 
+	status := models.ExecutionPending
+	if in.Running {
+		status = models.ExecutionRunning
+	}
 	var exec models.WorkflowExecution
 	insert := func(tx *gorm.DB) error {
 		now := s.dialect.now()
@@ -103,10 +107,6 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 			if err := tx.Exec(InsertDefinitionIfMissingSQL, def.id, def.version, def.name, def.spec, now, now).Error; err != nil {
 				return fmt.Errorf("definition %s@%s: %w", def.id, def.version, err)
 			}
-		}
-		status := models.ExecutionPending
-		if in.Running {
-			status = models.ExecutionRunning
 		}
 		var rows []models.WorkflowExecution
 		err := tx.Raw(InsertExecutionSQL, in.ExecutionID, in.DefinitionID, in.DefinitionVersion,
@@ -132,20 +132,16 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 		}
 		return nil
 	}
-	if s.group != nil && s.group.byStatement && def == nil && len(in.Labels) == 0 && !s.inTransaction() {
-		// PostgreSQL: written with the creations that queue meanwhile, as
-		// one statement (groupcommit_postgres.go).
-		status := models.ExecutionPending
-		if in.Running {
-			status = models.ExecutionRunning
-		}
-		err = s.group.write(&checkpoint{ctx: ctx, op: insert, single: true, create: &executionCreate{
+	c := &checkpoint{ctx: ctx, op: insert, single: def == nil && len(in.Labels) == 0}
+	if c.single {
+		// On PostgreSQL, written with the creations that queue meanwhile,
+		// as one statement (groupcommit_postgres.go).
+		c.create = &executionCreate{
 			executionID: in.ExecutionID, definitionID: in.DefinitionID, definitionVersion: in.DefinitionVersion,
 			status: status, input: input, metadata: metadata, nodeID: nullable(in.NodeID), running: in.Running, created: &exec,
-		}})
-	} else {
-		err = s.writeCheckpoint(ctx, def == nil && len(in.Labels) == 0, insert)
+		}
 	}
+	err = s.writeCheckpoint(c)
 	switch {
 	case errors.Is(err, ErrAlreadyExists), errors.Is(err, ErrNotFound):
 		return nil, fmt.Errorf("creating execution %s: %w", in.ExecutionID, err)

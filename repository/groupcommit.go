@@ -133,19 +133,23 @@ func (g *groupCommit) next() {
 	}()
 }
 
-// writeCheckpoint writes op, one checkpoint: alone in a transaction of its
-// own (or, single, as the one statement it is), or, when concurrent callers'
-// checkpoints are waiting, in a transaction shared with them.
-func (s *Storage) writeCheckpoint(ctx context.Context, single bool, op func(tx *gorm.DB) error) error {
-	if s.group == nil || s.group.byStatement || s.inTransaction() {
-		return s.run(ctx, func(db *gorm.DB) error {
-			if single {
-				return op(db)
-			}
-			return s.atomically(db, op)
-		})
+// writeCheckpoint writes c, one checkpoint (its op, and for PostgreSQL the
+// start, end or creation it is, if it is one of those): alone in a
+// transaction of its own (or, single, as the one statement it is), or, when
+// concurrent callers' checkpoints are waiting, together with them. c.ctx is
+// the caller's context.
+func (s *Storage) writeCheckpoint(c *checkpoint) error {
+	grouped := s.group != nil && !s.inTransaction() &&
+		(!s.group.byStatement || c.start != nil || c.end != nil || c.create != nil)
+	if grouped {
+		return s.group.write(c)
 	}
-	return s.group.write(&checkpoint{ctx: ctx, op: op, single: single})
+	return s.run(c.ctx, func(db *gorm.DB) error {
+		if c.single {
+			return c.op(db)
+		}
+		return s.atomically(db, c.op)
+	})
 }
 
 // commitCheckpoints writes a batch: one checkpoint as it would be written

@@ -300,23 +300,19 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 			`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, input, attempt, started_at) ` +
 			`SELECT ?, execution_id, ?, ?, ?::jsonb, ?::integer, ? FROM owner` + returningStep)
 		args = append(args, p.StepID, now, p.ExecutionID, p.NodeID, newID(), p.StepID, models.StepRunning, in, p.Attempt, now)
-		op := func(db *gorm.DB) error { steps = nil; return db.Raw(sql.String(), args...).Scan(&steps).Error }
-		if s.group == nil || s.inTransaction() {
-			err = s.run(ctx, op)
-		} else {
-			// Written with the step starts of other executions that
-			// queue meanwhile, as one statement (groupcommit_postgres.go).
-			var step models.StepExecution
-			err = s.group.write(&checkpoint{ctx: ctx, op: op, single: true, start: &stepStart{
-				executionID: p.ExecutionID, nodeID: p.NodeID, stepID: p.StepID, input: in, attempt: p.Attempt,
-				previous: previous, step: &step,
-			}})
-			if err == nil && step.StepExecutionID != "" {
-				steps = []models.StepExecution{step}
-			}
+		// Grouped, it goes with the step starts of other executions that
+		// queue meanwhile, as one statement (groupcommit_postgres.go).
+		var step models.StepExecution
+		err = s.writeCheckpoint(&checkpoint{ctx: ctx, single: true,
+			op: func(db *gorm.DB) error { steps = nil; return db.Raw(sql.String(), args...).Scan(&steps).Error },
+			start: &stepStart{executionID: p.ExecutionID, nodeID: p.NodeID, stepID: p.StepID, input: in, attempt: p.Attempt,
+				previous: previous, step: &step},
+		})
+		if err == nil && step.StepExecutionID != "" {
+			steps = []models.StepExecution{step}
 		}
 	} else {
-		err = s.writeCheckpoint(ctx, false, func(tx *gorm.DB) error {
+		err = s.writeCheckpoint(&checkpoint{ctx: ctx, op: func(tx *gorm.DB) error {
 			steps = nil
 			if previous != nil {
 				res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
@@ -332,7 +328,7 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 			// The update just found the execution owned and live, in this
 			// transaction: a plain one-row insert needs no check of its own.
 			return tx.Raw(insertStartedStepSQL, newID(), p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, now).Scan(&steps).Error
-		})
+		}})
 	}
 	if err == nil && len(steps) == 0 {
 		err = ErrConcurrentUpdate
@@ -663,19 +659,15 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 		}
 		return tx.Raw(end+returningExecution, args...).Scan(&ended).Error
 	}
-	if s.group != nil && s.group.byStatement && !s.inTransaction() {
-		// PostgreSQL: written with the ends of other executions that queue
-		// meanwhile, as one statement (groupcommit_postgres.go).
-		var x models.WorkflowExecution
-		err = s.group.write(&checkpoint{ctx: ctx, op: op, single: true, end: &executionEnd{
-			executionID: p.ExecutionID, nodeID: p.NodeID, status: p.Status, output: out, err: nullable(p.Error),
-			previous: previous, ended: &x,
-		}})
-		if err == nil && x.ExecutionID != "" {
-			ended = []models.WorkflowExecution{x}
-		}
-	} else {
-		err = s.writeCheckpoint(ctx, single, op)
+	// Grouped on PostgreSQL, it goes with the ends that queue meanwhile, as
+	// one statement (groupcommit_postgres.go).
+	var x models.WorkflowExecution
+	err = s.writeCheckpoint(&checkpoint{ctx: ctx, op: op, single: single, end: &executionEnd{
+		executionID: p.ExecutionID, nodeID: p.NodeID, status: p.Status, output: out, err: nullable(p.Error),
+		previous: previous, ended: &x,
+	}})
+	if err == nil && x.ExecutionID != "" {
+		ended = []models.WorkflowExecution{x}
 	}
 	switch {
 	case err != nil:

@@ -3,8 +3,10 @@ package repository
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"sync"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/plexspaces/workflow/models"
@@ -18,10 +20,11 @@ import (
 // (unnest), and so are the creations and the ends, the three statements side
 // by side: the same writes for every row as alone, each fenced by its own
 // row's owner, in one commit. One whose owner check fails gets no
-// row back and ErrConcurrentUpdate, as alone. If a statement fails as a whole
-// (a step attempt started twice is a unique violation), nothing of it was
-// written, and each of its checkpoints is written alone, for the outcome it
-// would have had.
+// row back and ErrConcurrentUpdate, as alone. If the server refuses a
+// statement (a step attempt started twice is a unique violation), nothing of
+// it was written, and each of its checkpoints is written alone, for the
+// outcome it would have had; if the statement's outcome is unknown (the
+// connection was lost), each caller gets that error, as alone.
 
 // lockedOwned is the CTE "locked" of the grouped statements: the input's
 // executions that their node still owns live, locked in execution_id order
@@ -175,10 +178,22 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := g.write(g.group); err != nil {
+				err := g.write(g.group)
+				switch {
+				case refusedStatement(err):
+					// The server refused the statement: nothing of it was
+					// written, and each is written alone for its outcome.
 					mu.Lock()
-					failed = append(failed, g.group...) // nothing was written: each alone
+					failed = append(failed, g.group...)
 					mu.Unlock()
+				case err != nil:
+					// A lost connection, a timeout: the statement may have
+					// committed. Each caller gets the error, as for a
+					// statement of its own; written again alone, a start
+					// that was written would report ErrAlreadyExists.
+					for _, c := range g.group {
+						c.err = err
+					}
 				}
 			}()
 		}
@@ -199,8 +214,24 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 	wg.Wait()
 }
 
-// startSteps writes group's step starts in one statement; an error means
-// none was written.
+// refusedStatement reports whether err is the server's refusal of one
+// statement (severity ERROR: it rolled back, as a statement of its own
+// does), not the loss of the session (FATAL, a broken connection), after
+// which the statement may or may not have committed.
+func refusedStatement(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	severity := pgErr.SeverityUnlocalized
+	if severity == "" {
+		severity = pgErr.Severity
+	}
+	return severity == "ERROR"
+}
+
+// startSteps writes group's step starts in one statement; a PostgreSQL
+// error means none was written, another error that it is not known.
 func (s *Storage) startSteps(group []*checkpoint) error {
 	n := len(group)
 	ids, nodes, steps, stepIDs, inputs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
@@ -280,9 +311,9 @@ func answer[Row any](group []*checkpoint, written []Row, rowID func(*Row) string
 	return missing
 }
 
-// createExecutions writes group's creations in one statement; an error
-// means none was written. One that comes back missing is created alone
-// after it (an id that exists, a definition that does not).
+// createExecutions writes group's creations in one statement (errors as for
+// startSteps). One that comes back missing is created alone after it (an id
+// that exists, a definition that does not).
 func (s *Storage) createExecutions(group []*checkpoint) error {
 	n := len(group)
 	ids, defIDs, defVersions, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -333,8 +364,8 @@ func (s *Storage) queryExecutions(ctx context.Context, query string, args ...any
 	return out, nil
 }
 
-// finishExecutions writes group's ends in one statement; an error means
-// none was written.
+// finishExecutions writes group's ends in one statement; errors as for
+// startSteps.
 func (s *Storage) finishExecutions(group []*checkpoint) error {
 	n := len(group)
 	ids, nodes, statuses, outputs, errs := make([]string, n), make([]string, n), make([]string, n), make([]*string, n), make([]*string, n)

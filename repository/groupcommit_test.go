@@ -177,3 +177,66 @@ func TestGroupCommit_CancelledWhileQueuedIsNeverWritten(t *testing.T) {
 		require.NoError(t, err, "attempt 1 was never taken")
 	})
 }
+
+// TestGroupCommit_KilledConnectionMidStatement (PostgreSQL): the grouped
+// statement of four step starts waits for a row lock when its server
+// connection is killed. Every caller learns an outcome that matches the
+// journal: no success without its step row, no step row left half-written,
+// and every attempt that failed can be started afterwards.
+func TestGroupCommit_KilledConnectionMidStatement(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		release, grouped := repository.HoldCheckpoints(s)
+		release()
+		if s.Dialect() != "postgres" || !grouped {
+			t.Skip("server connections to kill: PostgreSQL through pgx")
+		}
+		ctx := t.Context()
+		ids := make([]string, 4)
+		for i := range ids {
+			x, err := s.CreateExecution(ctx, repository.NewExecution{DefinitionID: "order", DefinitionVersion: "v1", NodeID: "n1", Running: true})
+			require.NoError(t, err)
+			ids[i] = x.ExecutionID
+		}
+		locker := s.DB().Begin()
+		require.NoError(t, locker.Error)
+		defer locker.Rollback()
+		var lockerPID int64
+		require.NoError(t, locker.Raw(`SELECT pg_backend_pid()`).Scan(&lockerPID).Error)
+		require.NoError(t, locker.Exec(`SELECT 1 FROM workflow_executions WHERE execution_id = ? FOR UPDATE`, ids[2]).Error)
+
+		release, _ = repository.HoldCheckpoints(s)
+		errs := make([]error, len(ids))
+		var wg sync.WaitGroup
+		for i, id := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = s.StartStep(ctx, repository.StartStepParams{ExecutionID: id, StepID: "a", NodeID: "n1", Attempt: 1})
+			}()
+		}
+		require.Eventually(t, func() bool { return repository.QueuedCheckpoints(s) == len(ids) }, 10*time.Second, time.Millisecond)
+		release()
+		var victim int64
+		require.Eventually(t, func() bool {
+			return s.DB().Raw(`SELECT pid FROM pg_stat_activity WHERE ? = ANY (pg_blocking_pids(pid)) LIMIT 1`, lockerPID).
+				Scan(&victim).Error == nil && victim != 0
+		}, 10*time.Second, 5*time.Millisecond, "the grouped statement waits for the lock")
+		var killed bool
+		require.NoError(t, s.DB().Raw(`SELECT pg_terminate_backend(?)`, victim).Scan(&killed).Error)
+		require.True(t, killed)
+		require.NoError(t, locker.Rollback().Error)
+		wg.Wait()
+		t.Logf("outcomes after the kill: %v", errs)
+
+		for i, id := range ids {
+			steps := history(t, s, id)
+			if errs[i] == nil {
+				require.Len(t, steps, 1, "a success without its row")
+				continue
+			}
+			require.Empty(t, steps, "the killed statement committed nothing: %v", errs[i])
+			_, err := s.StartStep(ctx, repository.StartStepParams{ExecutionID: id, StepID: "a", NodeID: "n1", Attempt: 1})
+			require.NoError(t, err, "the storage goes on after the killed connection")
+		}
+	})
+}

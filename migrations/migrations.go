@@ -121,6 +121,7 @@ func All() []*gormigrate.Migration {
 		alteration(IDWakeUps, wakeUpsUp, wakeUpsDown),
 		alteration(IDRetention, retentionUp, retentionDown),
 		alteration(IDLeanJournal, leanJournalUp, leanJournalDown),
+		alteration(IDOwnedIndex, ownedIndexUp, ownedIndexDown),
 	}
 }
 

@@ -110,8 +110,8 @@ func TestMigrate_RerunIsNoOpAndRollbackUndoes(t *testing.T) {
 func TestAll_OrderAndRollbacks(t *testing.T) {
 	t.Parallel()
 	all := migrations.All()
-	require.Len(t, all, 10)
-	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals", "006_parked_waits", "007_workflow_nodes", "008_wake_ups", "010_retention", "011_lean_journal"} {
+	require.Len(t, all, 11)
+	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals", "006_parked_waits", "007_workflow_nodes", "008_wake_ups", "010_retention", "011_lean_journal", "012_owned_index"} {
 		require.Equal(t, id, all[i].ID)
 		require.NotNil(t, all[i].Rollback, id)
 	}
@@ -134,7 +134,7 @@ func TestMigrate_ProperTypes(t *testing.T) {
 		for col, typ := range want {
 			require.Equal(t, typ, got[col], col)
 		}
-		for _, idx := range []string{"idx_workflow_executions_stale", "idx_workflow_executions_status", "idx_workflow_executions_node_id"} {
+		for _, idx := range []string{"idx_workflow_executions_stale", "idx_workflow_executions_status", "idx_workflow_executions_owned"} {
 			require.True(t, db.Migrator().HasIndex("workflow_executions", idx), idx)
 		}
 		require.True(t, db.Migrator().HasIndex("signals", "idx_signals_execution_name"))

@@ -35,7 +35,7 @@ import (
 // lock is re-checked as committed and left out: every write of the
 // statement goes only to executions in "locked".
 const lockedOwned = `locked AS MATERIALIZED (SELECT w.execution_id FROM workflow_executions w ` +
-	`JOIN input i ON i.execution_id = w.execution_id WHERE w.node_id = i.node_id AND w.status IN ('PENDING', 'RUNNING') ` +
+	`JOIN input i ON i.execution_id = w.execution_id WHERE (w.node_id = i.node_id AND w.status IN ('PENDING', 'RUNNING')) IS TRUE ` +
 	`ORDER BY w.execution_id FOR UPDATE OF w)`
 
 // startStepsSQL is StartStep for many executions (at most one start each).
@@ -52,7 +52,7 @@ const startStepsSQL = `WITH input AS MATERIALIZED (SELECT * FROM unnest(` +
 	`AND i.execution_id IN (SELECT execution_id FROM locked) RETURNING s.execution_id), ` +
 	`owner AS (UPDATE workflow_executions w SET current_step_id = i.step_id, status = 'RUNNING', started_at = COALESCE(w.started_at, now()) ` +
 	`FROM input i WHERE w.execution_id = i.execution_id AND w.execution_id IN (SELECT execution_id FROM locked) ` +
-	`AND w.node_id = i.node_id AND w.status IN ('PENDING', 'RUNNING') ` +
+	`AND (w.node_id = i.node_id AND w.status IN ('PENDING', 'RUNNING')) IS TRUE ` +
 	`AND (i.prev_id IS NULL OR EXISTS (SELECT 1 FROM done d WHERE d.execution_id = i.execution_id)) RETURNING w.execution_id) ` +
 	`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, input, attempt, started_at) ` +
 	`SELECT i.step_execution_id, i.execution_id, i.step_id, 'RUNNING', i.input::jsonb, i.attempt, now() ` +
@@ -72,7 +72,7 @@ const finishExecutionsSQL = `WITH input AS MATERIALIZED (SELECT * FROM unnest(` 
 	`UPDATE workflow_executions w SET status = i.status, output = i.output::jsonb, error = i.error, completed_at = now(), ` +
 	`updated_at = now(), started_at = COALESCE(w.started_at, now()), version = w.version + 1 ` +
 	`FROM input i WHERE w.execution_id = i.execution_id AND w.execution_id IN (SELECT execution_id FROM locked) ` +
-	`AND w.node_id = i.node_id AND w.status IN ('PENDING', 'RUNNING') ` +
+	`AND (w.node_id = i.node_id AND w.status IN ('PENDING', 'RUNNING')) IS TRUE ` +
 	`AND (i.prev_id IS NULL OR EXISTS (SELECT 1 FROM done d WHERE d.execution_id = i.execution_id)) ` +
 	`RETURNING w.execution_id, w.definition_id, w.definition_version, w.status, w.current_step_id, w.input, w.output, ` +
 	`w.error, w.node_id, w.version, w.last_heartbeat, w.metadata, w.created_at, w.updated_at, w.started_at, w.completed_at, w.wait_signal`

@@ -132,8 +132,13 @@ type OwnerRepository interface {
 }
 
 // ownedLive is the fencing condition of every OwnerRepository write, as a
-// subquery-free predicate on workflow_executions.
-const ownedLive = "execution_id = ? AND node_id = ? AND " + liveStatuses
+// subquery-free predicate on workflow_executions. Only the primary key may
+// find the row: the owner and status are tested as one "IS TRUE" term, which
+// no index can serve. Written plainly, a plan PostgreSQL cached while the
+// table had no statistics (every new connection, until autovacuum analyzes
+// it) found the row through the node_id index and filtered out every
+// execution the node had ever run, on every checkpoint.
+const ownedLive = "execution_id = ? AND (node_id = ? AND " + liveStatuses + ") IS TRUE"
 
 // liveStatuses are the statuses of an execution that has not ended.
 const liveStatuses = "status IN ('PENDING', 'RUNNING')"
@@ -495,7 +500,10 @@ func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*mo
 }
 
 // definitionFilter is the condition and arguments that restrict a claim to
-// defs; empty when defs is.
+// defs; empty when defs is. It is an "IS TRUE" term, which no index can
+// serve, for the reason ownedLive is: before the table has statistics,
+// PostgreSQL's cached plans otherwise chose the definition index for sweeps,
+// and read every execution of the definition there ever was, at every sweep.
 func definitionFilter(defs []DefinitionKey) (string, []any, error) {
 	if len(defs) == 0 {
 		return "", nil, nil
@@ -509,7 +517,7 @@ func definitionFilter(defs []DefinitionKey) (string, []any, error) {
 		pairs[i] = "(?, ?)"
 		args = append(args, d.ID, d.Version)
 	}
-	return " AND (definition_id, definition_version) IN (" + strings.Join(pairs, ", ") + ")", args, nil
+	return " AND ((definition_id, definition_version) IN (" + strings.Join(pairs, ", ") + ")) IS TRUE", args, nil
 }
 
 // ParkParams is the input of ParkExecution.

@@ -87,10 +87,10 @@ func WithDefinitions(defs ...repository.DefinitionKey) Option {
 // counting statement per sweep.
 func WithFairShare() Option { return func(s *Service) { s.fairShare = true } }
 
-// WithFullClaimHook calls fn whenever a claim took all it was allowed to, or
-// a sweep had no room to claim at all: more work may be waiting, so the node
-// should sweep again as soon as a slot frees rather than at its next sweep
-// interval.
+// WithFullClaimHook calls fn whenever a claim took all it was allowed to (or
+// failed): more work may be waiting, so the node should sweep again as soon
+// as a slot frees rather than at its next sweep interval. A sweep with no
+// room claims nothing and calls neither hook.
 func WithFullClaimHook(fn func()) Option { return func(s *Service) { s.onFullClaim = fn } }
 
 // WithClaimHook calls fn right before every claim statement (a sweep with

@@ -340,9 +340,11 @@ func (s *Service) claim(ctx context.Context) ([]models.WorkflowExecution, bool) 
 func (s *Service) claimUpTo(ctx context.Context, bound int) ([]models.WorkflowExecution, bool) {
 	limit := min(s.batchSize, s.free(), bound)
 	if limit < 1 {
-		if s.onFullClaim != nil {
-			s.onFullClaim() // no room to look: as after a full claim, more may wait
-		}
+		// No room: nothing is learnt, and the hooks' flag stays as the last
+		// claim and the node's events left it. Setting it here made a node
+		// that is merely busy sweep after every run it ends (at a short
+		// sweep interval, almost every run); work nobody announced waits for
+		// the next sweep after a slot frees instead.
 		return nil, true
 	}
 	if ctx.Err() != nil {

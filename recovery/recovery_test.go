@@ -209,3 +209,32 @@ func TestRecoverOnStartup_RespectsCapacity(t *testing.T) {
 		require.Equal(t, 1, report.Claimed)
 	})
 }
+
+// TestSweep_NoRoomLeavesTheHooksAlone: a sweep with no free slot runs no
+// statement and calls neither hook, whatever waits; with room, the same
+// sweep claims, and a claim that took all it could says so.
+func TestSweep_NoRoomLeavesTheHooksAlone(t *testing.T) {
+	t.Parallel()
+	testutil.ForEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		setup(t, s)
+		for range 3 {
+			create(t, s, "", models.ExecutionPending, 0)
+		}
+		r := newResumer()
+		free := 0
+		var claims, full int
+		svc := recovery.NewService(s, "me", recovery.WithResumer(r), recovery.WithBatchSize(2),
+			recovery.WithCapacity(func() int { return free }),
+			recovery.WithClaimHook(func() { claims++ }), recovery.WithFullClaimHook(func() { full++ }))
+		svc.Sweep(t.Context())
+		require.Zero(t, claims)
+		require.Zero(t, full, "no room is no news of waiting work")
+		require.Empty(t, r.resumed)
+
+		free = 2
+		svc.Sweep(t.Context())
+		require.Positive(t, claims)
+		require.Positive(t, full, "two claimed of three waiting")
+		require.Len(t, r.resumed, 2)
+	})
+}

@@ -111,7 +111,7 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 		var rows []models.WorkflowExecution
 		err := tx.Raw(InsertExecutionSQL, in.ExecutionID, in.DefinitionID, in.DefinitionVersion,
 			status, input, nullable(in.NodeID), metadata, now, now, now, in.Running, now,
-			in.DefinitionID, in.DefinitionVersion).Scan(&rows).Error
+			in.DefinitionID, in.DefinitionVersion).Find(&rows).Error
 		if err != nil {
 			return err
 		}

@@ -250,7 +250,7 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 	args = append(args, p.Limit, p.Limit, p.NodeID, optimisticlock.Bump("version"), now, now, cutoff)
 	var claimed []models.WorkflowExecution
 	err = s.run(ctx, func(db *gorm.DB) error {
-		return db.Raw(query, args...).Scan(&claimed).Error
+		return db.Raw(query, args...).Find(&claimed).Error
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming executions for %s: %w", p.NodeID, err)
@@ -309,7 +309,7 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 		// queue meanwhile, as one statement (groupcommit_postgres.go).
 		var step models.StepExecution
 		err = s.writeCheckpoint(&checkpoint{ctx: ctx, single: true,
-			op: func(db *gorm.DB) error { steps = nil; return db.Raw(sql.String(), args...).Scan(&steps).Error },
+			op: func(db *gorm.DB) error { steps = nil; return db.Raw(sql.String(), args...).Find(&steps).Error },
 			start: &stepStart{executionID: p.ExecutionID, nodeID: p.NodeID, stepID: p.StepID, input: in, attempt: p.Attempt,
 				previous: previous, step: &step},
 		})
@@ -332,7 +332,7 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 			}
 			// The update just found the execution owned and live, in this
 			// transaction: a plain one-row insert needs no check of its own.
-			return tx.Raw(insertStartedStepSQL, newID(), p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, now).Scan(&steps).Error
+			return tx.Raw(insertStartedStepSQL, newID(), p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, now).Find(&steps).Error
 		}})
 	}
 	if err == nil && len(steps) == 0 {
@@ -653,19 +653,19 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 	op := func(tx *gorm.DB) error {
 		ended = nil
 		if previous == nil {
-			return tx.Raw(end+returningExecution, args...).Scan(&ended).Error
+			return tx.Raw(end+returningExecution, args...).Find(&ended).Error
 		}
 		if s.dialect.writableCTE() {
 			// One statement: the last step's outcome, then the end, only if
 			// the outcome was written (both are fenced by ownership).
 			all := append(previous.cteArgs(now, p.ExecutionID, p.NodeID), args...)
-			return tx.Raw(`WITH `+doneCTE+` `+end+` AND EXISTS (SELECT 1 FROM done)`+returningExecution, all...).Scan(&ended).Error
+			return tx.Raw(`WITH `+doneCTE+` `+end+` AND EXISTS (SELECT 1 FROM done)`+returningExecution, all...).Find(&ended).Error
 		}
 		res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
 		if res.Error != nil || res.RowsAffected == 0 {
 			return res.Error
 		}
-		return tx.Raw(end+returningExecution, args...).Scan(&ended).Error
+		return tx.Raw(end+returningExecution, args...).Find(&ended).Error
 	}
 	// Grouped on PostgreSQL, it goes with the ends that queue meanwhile, as
 	// one statement (groupcommit_postgres.go).

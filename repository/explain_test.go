@@ -32,12 +32,15 @@ func captureQueries(t *testing.T, s *repository.Storage) *captured {
 		c.sql = append(c.sql, db.Statement.SQL.String())
 		c.vars = append(c.vars, append([]any(nil), db.Statement.Vars...))
 	}
-	// Model queries go through the Query callbacks, raw statements through Row.
+	// Model queries and Raw().Find go through the Query callbacks, Raw().Scan
+	// through Row, Exec through Raw.
 	require.NoError(t, s.DB().Callback().Query().After("gorm:query").Register(name, record))
 	require.NoError(t, s.DB().Callback().Row().After("gorm:row").Register(name, record))
+	require.NoError(t, s.DB().Callback().Raw().After("gorm:raw").Register(name, record))
 	t.Cleanup(func() {
 		_ = s.DB().Callback().Query().Remove(name)
 		_ = s.DB().Callback().Row().Remove(name)
+		_ = s.DB().Callback().Raw().Remove(name)
 	})
 	return c
 }

@@ -136,8 +136,9 @@ type OwnerRepository interface {
 // find the row: the owner and status are tested as one "IS TRUE" term, which
 // no index can serve. Written plainly, a plan PostgreSQL cached while the
 // table had no statistics (every new connection, until autovacuum analyzes
-// it) found the row through the node_id index and filtered out every
-// execution the node had ever run, on every checkpoint.
+// it) found the row through the index on node_id and filtered out every
+// execution the node had ever run (since migration 012, every one it runs),
+// on every checkpoint. TestExplain_CheckpointsReadNoHistoryBeforeStatistics.
 const ownedLive = "execution_id = ? AND (node_id = ? AND " + liveStatuses + ") IS TRUE"
 
 // liveStatuses are the statuses of an execution that has not ended.

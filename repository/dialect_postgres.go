@@ -55,16 +55,22 @@ func (postgresDialect) notifiesCommits() bool { return true }
 // with no owner instead, and they are all the parked ones. The signals are
 // streamed, not made distinct (that would read them all at every sweep): an
 // execution with two pending signals comes twice, and the claim's UNION
-// keeps it once.
+// keeps it once. The rest of the condition is one "IS TRUE" term: a plan
+// cached before the table has statistics otherwise found "node_id IS NULL"
+// in the index of live executions by node, and read every parked execution
+// for each pending signal.
 func (d postgresDialect) signalledPick(filter string) string {
 	return `SELECT w.execution_id FROM signals s ` +
 		`CROSS JOIN LATERAL (SELECT execution_id FROM workflow_executions WHERE execution_id = s.execution_id ` +
-		`AND wait_signal = s.signal_name AND node_id IS NULL AND ` + filter + d.claimLock() + `) w LIMIT ?`
+		`AND (wait_signal = s.signal_name AND node_id IS NULL AND ` + filter + `) IS TRUE` + d.claimLock() + `) w LIMIT ?`
 }
 
+// signalledProbe is signalledPick's question "is any there?", found the
+// same way; its LIMIT keeps the planner from flattening the LATERAL into a
+// join that hashes every execution.
 func (postgresDialect) signalledProbe(filter string) string {
 	return `SELECT 1 FROM signals s CROSS JOIN LATERAL (SELECT 1 FROM workflow_executions WHERE execution_id = s.execution_id ` +
-		`AND wait_signal = s.signal_name AND node_id IS NULL AND ` + filter + `) w`
+		`AND (wait_signal = s.signal_name AND node_id IS NULL AND ` + filter + `) IS TRUE LIMIT 1) w`
 }
 
 // SQLSTATE codes, https://www.postgresql.org/docs/current/errcodes-appendix.html.

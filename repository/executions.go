@@ -108,7 +108,7 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 				return fmt.Errorf("definition %s@%s: %w", def.id, def.version, err)
 			}
 		}
-		var rows []models.WorkflowExecution
+		rows := oneRow[models.WorkflowExecution]()
 		err := tx.Raw(InsertExecutionSQL, in.ExecutionID, in.DefinitionID, in.DefinitionVersion,
 			status, input, nullable(in.NodeID), metadata, now, now, now, in.Running, now,
 			in.DefinitionID, in.DefinitionVersion).Find(&rows).Error

@@ -310,7 +310,10 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 		// queue meanwhile, as one statement (groupcommit_postgres.go).
 		var step models.StepExecution
 		err = s.writeCheckpoint(&checkpoint{ctx: ctx, single: true,
-			op: func(db *gorm.DB) error { steps = nil; return db.Raw(sql.String(), args...).Find(&steps).Error },
+			op: func(db *gorm.DB) error {
+				steps = oneRow[models.StepExecution]()
+				return db.Raw(sql.String(), args...).Find(&steps).Error
+			},
 			start: &stepStart{executionID: p.ExecutionID, nodeID: p.NodeID, stepID: p.StepID, input: in, attempt: p.Attempt,
 				previous: previous, step: &step},
 		})
@@ -319,7 +322,7 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 		}
 	} else {
 		err = s.writeCheckpoint(&checkpoint{ctx: ctx, op: func(tx *gorm.DB) error {
-			steps = nil
+			steps = oneRow[models.StepExecution]()
 			if previous != nil {
 				res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
 				if res.Error != nil || res.RowsAffected == 0 {
@@ -348,6 +351,11 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 	s.dialect.scanned(&steps)
 	return &steps[0], nil
 }
+
+// oneRow is the slice a statement that returns at most one row is read
+// into: GORM reads into the slice it is given when it has room, and makes
+// one of 20 rows otherwise (a fifth of what a checkpoint allocated).
+func oneRow[T any]() []T { return make([]T, 0, 1) }
 
 // insertStartedStepSQL journals a started attempt of an execution known to
 // exist.
@@ -657,7 +665,7 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 	var ended []models.WorkflowExecution
 	single := previous == nil || s.dialect.writableCTE()
 	op := func(tx *gorm.DB) error {
-		ended = nil
+		ended = oneRow[models.WorkflowExecution]()
 		if previous == nil {
 			return tx.Raw(end+returningExecution, args...).Find(&ended).Error
 		}

@@ -254,8 +254,7 @@ func (s *Storage) startSteps(group []*checkpoint) error {
 	written := make([]models.StepExecution, 0, n)
 	for rows.Next() {
 		var st models.StepExecution
-		if err := rows.Scan(&st.StepExecutionID, &st.ExecutionID, &st.StepID, &st.Status, &st.Input, &st.Output,
-			&st.Error, &st.Attempt, &st.Metadata, &st.StartedAt, &st.CompletedAt); err != nil {
+		if err := scanStep(rows, &st); err != nil {
 			return err
 		}
 		written = append(written, st)
@@ -350,9 +349,7 @@ func (s *Storage) queryExecutions(ctx context.Context, query string, args ...any
 	var out []models.WorkflowExecution
 	for rows.Next() {
 		var x models.WorkflowExecution
-		if err := rows.Scan(&x.ExecutionID, &x.DefinitionID, &x.DefinitionVersion, &x.Status, &x.CurrentStepID, &x.Input,
-			&x.Output, &x.Error, &x.NodeID, (*int64)(&x.Version), &x.LastHeartbeat, &x.Metadata, &x.CreatedAt, &x.UpdatedAt,
-			&x.StartedAt, &x.CompletedAt, &x.WaitSignal); err != nil {
+		if err := scanExecution(rows, &x); err != nil {
 			return nil, err
 		}
 		out = append(out, x)

@@ -309,10 +309,11 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 		// Grouped, it goes with the step starts of other executions that
 		// queue meanwhile, as one statement (groupcommit_postgres.go).
 		var step models.StepExecution
+		query := sql.String()
 		err = s.writeCheckpoint(&checkpoint{ctx: ctx, single: true,
-			op: func(db *gorm.DB) error {
-				steps = oneRow[models.StepExecution]()
-				return db.Raw(sql.String(), args...).Find(&steps).Error
+			op: func(db *gorm.DB) (err error) {
+				steps, err = queryOn(db, query, args, scanStep)
+				return err
 			},
 			start: &stepStart{executionID: p.ExecutionID, nodeID: p.NodeID, stepID: p.StepID, input: in, attempt: p.Attempt,
 				previous: previous, step: &step},
@@ -630,6 +631,15 @@ func (s *Storage) ReleaseExecution(ctx context.Context, executionID, nodeID stri
 	return nil
 }
 
+// endSQL moves an owned live execution to its end. The version is bumped so
+// that readers holding the old one notice.
+const endSQL = `UPDATE workflow_executions SET status = ?, output = ?, error = ?, completed_at = ?, updated_at = ?, ` +
+	`started_at = COALESCE(started_at, ?), version = version + 1 WHERE ` + ownedLive
+
+// endWithOutcomeSQL is endSQL on PostgreSQL with the last step's outcome
+// (doneCTE) in the same statement.
+const endWithOutcomeSQL = `WITH ` + doneCTE + ` ` + endSQL + ` AND EXISTS (SELECT 1 FROM done)` + returningExecution
+
 // FinishExecution implements OwnerRepository.
 func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) error {
 	if err := checkID("execution id", p.ExecutionID); err != nil {
@@ -658,9 +668,7 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 		}
 	}
 	now := s.dialect.now()
-	// The version is bumped so that readers holding the old one notice.
-	end := `UPDATE workflow_executions SET status = ?, output = ?, error = ?, completed_at = ?, updated_at = ?, ` +
-		`started_at = COALESCE(started_at, ?), version = version + 1 WHERE ` + ownedLive
+	end := endSQL
 	args := []any{p.Status, out, nullable(p.Error), now, now, now, p.ExecutionID, p.NodeID}
 	var ended []models.WorkflowExecution
 	single := previous == nil || s.dialect.writableCTE()
@@ -671,9 +679,12 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 		}
 		if s.dialect.writableCTE() {
 			// One statement: the last step's outcome, then the end, only if
-			// the outcome was written (both are fenced by ownership).
+			// the outcome was written (both are fenced by ownership),
+			// written out (statements_postgres.go).
 			all := append(previous.cteArgs(now, p.ExecutionID, p.NodeID), args...)
-			return tx.Raw(`WITH `+doneCTE+` `+end+` AND EXISTS (SELECT 1 FROM done)`+returningExecution, all...).Find(&ended).Error
+			var err error
+			ended, err = queryOn(tx, endWithOutcomeSQL, all, scanExecution)
+			return err
 		}
 		res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
 		if res.Error != nil || res.RowsAffected == 0 {

@@ -200,18 +200,34 @@ func (s *Storage) commitPostgres(batch []*checkpoint) {
 	}
 	wg.Wait()
 	alone = append(alone, failed...)
+	if len(alone) == 1 {
+		s.writeAlone(alone[0]) // a lone workflow's checkpoint: no goroutine to wait for
+		return
+	}
 	for _, c := range alone {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if c.ctx.Err() != nil {
-				c.err = context.Cause(c.ctx)
-				return
-			}
-			c.err = s.run(c.ctx, c.op)
+			s.writeAlone(c)
 		}()
 	}
 	wg.Wait()
+}
+
+// writeAlone writes c by its own statement. Once begun, the statement no
+// longer ends with its caller's context, as a grouped one does not: the
+// caller gets its true outcome. pgx's default on a cancelled context is to
+// close the connection without cancelling the statement, which the server
+// then runs to its commit (one waiting for a row lock, once the lock is
+// free) while its caller was told it failed.
+func (s *Storage) writeAlone(c *checkpoint) {
+	if c.ctx.Err() != nil {
+		c.err = context.Cause(c.ctx) // its caller gave up before it was begun: not written
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), groupCommitTimeout)
+	defer cancel()
+	c.err = s.run(ctx, c.op)
 }
 
 // refusedStatement reports whether err is the server's refusal of one

@@ -616,6 +616,21 @@ var adv12Param = regexp.MustCompile(`\$(\d+)`)
 // genericPlan returns the plan PostgreSQL caches for query as a prepared
 // statement under plan_cache_mode = force_generic_plan (what a cached plan
 // of a pgx connection is once it goes generic).
+// adv12GenericConn is a connection of its own to dsn on which every
+// prepared statement is planned generically, as a cached one would be.
+func adv12GenericConn(t *testing.T, ctx context.Context, dsn string) *sql.Conn {
+	t.Helper()
+	plain, err := sql.Open("pgx", dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = plain.Close() })
+	conn, err := plain.Conn(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = conn.ExecContext(ctx, "SET plan_cache_mode = force_generic_plan")
+	require.NoError(t, err)
+	return conn
+}
+
 func adv12GenericPlan(t *testing.T, conn *sql.Conn, i int, query string) string {
 	t.Helper()
 	ctx := adv12Ctx(t)
@@ -761,14 +776,7 @@ func TestAdversary12_GenericPlansOfCheckpointsUsePrimaryKey(t *testing.T) {
 	require.NoError(t, gdb.Raw(`SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'workflow_executions' `+
 		`AND schemaname = current_schema() AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)`).Scan(&analyzed).Error)
 	require.Zero(t, analyzed, "the table got statistics during the test")
-	plain, err := sql.Open("pgx", dsn)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = plain.Close() })
-	conn, err := plain.Conn(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	_, err = conn.ExecContext(ctx, "SET plan_cache_mode = force_generic_plan")
-	require.NoError(t, err)
+	conn := adv12GenericConn(t, ctx, dsn)
 
 	forbidden := []string{"idx_workflow_executions_owned", "idx_workflow_executions_node_id", "idx_workflow_executions_definition"}
 	seen := 0
@@ -1362,14 +1370,7 @@ func TestAdversary12_GenericPlansOfSweepsSkipParked(t *testing.T) {
 			c.mu.Unlock()
 			require.Len(t, stmts, 5, "backlog, probe and claim, probe and claim")
 
-			plain, err := sql.Open("pgx", dsn)
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = plain.Close() })
-			conn, err := plain.Conn(ctx)
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = conn.Close() })
-			_, err = conn.ExecContext(ctx, "SET plan_cache_mode = force_generic_plan")
-			require.NoError(t, err)
+			conn := adv12GenericConn(t, ctx, dsn)
 			// The probe reads the parked executions once either way (a hash
 			// join from the signals: logged, not asserted). The claim's
 			// signalled pick runs once per pending signal: it must find the

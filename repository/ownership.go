@@ -260,6 +260,22 @@ func (s *Storage) ClaimExecutions(ctx context.Context, p ClaimParams) ([]models.
 	return claimed, nil
 }
 
+// startStepSQL is StartStep on PostgreSQL: the owner check and the new
+// current step, then the attempt journaled, only for an owned execution.
+const startStepSQL = `WITH ` + startStepCTEs + startStepInsert
+
+// startStepAfterSQL is startStepSQL with the previous step's outcome
+// (doneCTE) first; the rest goes on only if it was written.
+const startStepAfterSQL = `WITH ` + doneCTE + `, ` + startStepCTEsAfterDone + startStepInsert
+
+const (
+	startStepOwner         = `owner AS (UPDATE workflow_executions SET current_step_id = ?, ` + markRunning + ` WHERE ` + ownedLive
+	startStepCTEs          = startStepOwner + ` RETURNING execution_id) `
+	startStepCTEsAfterDone = startStepOwner + ` AND EXISTS (SELECT 1 FROM done) RETURNING execution_id) `
+	startStepInsert        = `INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, input, attempt, started_at) ` +
+		`SELECT ?, execution_id, ?, ?, ?::jsonb, ?::integer, ? FROM owner` + returningStep
+)
+
 // StartStep implements OwnerRepository: one statement on PostgreSQL, one
 // transaction on SQLite, with p.Previous if it is set.
 func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.StepExecution, error) {
@@ -293,23 +309,16 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 	if s.dialect.writableCTE() {
 		// One statement, one round trip, one commit: record how the previous
 		// step ended, make this one current and journal its attempt.
-		var sql strings.Builder
-		var args []any
-		sql.WriteString("WITH ")
-		ownerCheck := ""
+		query := startStepSQL
+		args := make([]any, 0, 18)
 		if previous != nil {
-			sql.WriteString(doneCTE + `, `)
+			query = startStepAfterSQL
 			args = append(args, previous.cteArgs(now, p.ExecutionID, p.NodeID)...)
-			ownerCheck = " AND EXISTS (SELECT 1 FROM done)"
 		}
-		sql.WriteString(`owner AS (UPDATE workflow_executions SET current_step_id = ?, ` + markRunning + ` WHERE ` + ownedLive + ownerCheck + ` RETURNING execution_id) ` +
-			`INSERT INTO step_executions (step_execution_id, execution_id, step_id, status, input, attempt, started_at) ` +
-			`SELECT ?, execution_id, ?, ?, ?::jsonb, ?::integer, ? FROM owner` + returningStep)
 		args = append(args, p.StepID, now, p.ExecutionID, p.NodeID, newID(), p.StepID, models.StepRunning, in, p.Attempt, now)
 		// Grouped, it goes with the step starts of other executions that
 		// queue meanwhile, as one statement (groupcommit_postgres.go).
 		var step models.StepExecution
-		query := sql.String()
 		err = s.writeCheckpoint(&checkpoint{ctx: ctx, single: true,
 			op: func(db *gorm.DB) (err error) {
 				steps, err = queryOn(db, query, args, scanStep)

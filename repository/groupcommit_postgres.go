@@ -261,21 +261,9 @@ func (s *Storage) startSteps(group []*checkpoint) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
 	defer cancel()
-	rows, err := s.db.Statement.ConnPool.QueryContext(ctx, startStepsSQL,
-		ids, nodes, steps, stepIDs, inputs, attempts, prev.ids, prev.statuses, prev.outputs, prev.errors)
+	written, err := queryRows(ctx, s.db.Statement.ConnPool, startStepsSQL,
+		[]any{ids, nodes, steps, stepIDs, inputs, attempts, prev.ids, prev.statuses, prev.outputs, prev.errors}, scanStep)
 	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	written := make([]models.StepExecution, 0, n)
-	for rows.Next() {
-		var st models.StepExecution
-		if err := scanStep(rows, &st); err != nil {
-			return err
-		}
-		written = append(written, st)
-	}
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	s.dialect.scanned(&written)
@@ -355,22 +343,10 @@ func (s *Storage) createExecutions(group []*checkpoint) error {
 func executionIDOf(x *models.WorkflowExecution) string { return x.ExecutionID }
 
 // queryExecutions runs a statement that returns execution rows (the columns
-// of returningExecution) and scans them.
+// of returningExecution) and reads them.
 func (s *Storage) queryExecutions(ctx context.Context, query string, args ...any) ([]models.WorkflowExecution, error) {
-	rows, err := s.db.Statement.ConnPool.QueryContext(ctx, query, args...)
+	out, err := queryRows(ctx, s.db.Statement.ConnPool, query, args, scanExecution)
 	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []models.WorkflowExecution
-	for rows.Next() {
-		var x models.WorkflowExecution
-		if err := scanExecution(rows, &x); err != nil {
-			return nil, err
-		}
-		out = append(out, x)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	s.dialect.scanned(&out)

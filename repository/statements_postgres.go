@@ -55,7 +55,13 @@ func queryOn[Row any](db *gorm.DB, query string, args []any, scan func(*sql.Rows
 		ctx = context.Background()
 	}
 	query, args = bind(query, args)
-	rows, err := db.Statement.ConnPool.QueryContext(ctx, query, args...)
+	return queryRows(ctx, db.Statement.ConnPool, query, args, scan)
+}
+
+// queryRows runs query ($n placeholders) on pool and reads its rows with
+// scan: the one reading loop of the written-out and grouped statements.
+func queryRows[Row any](ctx context.Context, pool gorm.ConnPool, query string, args []any, scan func(*sql.Rows, *Row) error) ([]Row, error) {
+	rows, err := pool.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

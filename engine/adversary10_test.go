@@ -17,7 +17,7 @@ import (
 )
 
 // Adversary 10: the "backlog" flag (cleared by every claim, set by full
-// claims, sweeps without room, parks falling due, events, Signal) and group
+// claims, parks falling due, events, Signal) and group
 // commit, seen from the engine.
 
 // The sleep tests poll every adv10Poll and sleep a little longer, so that

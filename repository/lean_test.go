@@ -1,6 +1,7 @@
 package repository_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +98,67 @@ func TestLeanJournal_ReadsStillUseAnIndex(t *testing.T) {
 		require.NotContains(t, plan, "Seq Scan")
 		require.NotContains(t, plan, "SCAN step_executions\n")
 	})
+}
+
+// TestStartStep_MarksRunningOnce: the first step start of an owned PENDING
+// execution (as after a claim) makes it RUNNING and started; later ones move
+// its current step and keep its start; one by a node that does not own the
+// execution live writes nothing, whatever its status. On SQLite a step start
+// of a RUNNING execution does not assign its status, whose three indexes
+// SQLite would rewrite for the same value.
+func TestStartStep_MarksRunningOnce(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		ctx := t.Context()
+		e := create(t, s, repository.NewExecution{NodeID: "n1"})
+		require.Equal(t, models.ExecutionPending, e.Status)
+		_, err := s.StartStep(ctx, repository.StartStepParams{ExecutionID: e.ExecutionID, StepID: "a", NodeID: "n1", Attempt: 1})
+		require.NoError(t, err)
+		first, err := s.GetExecution(ctx, e.ExecutionID)
+		require.NoError(t, err)
+		require.Equal(t, models.ExecutionRunning, first.Status)
+		require.NotNil(t, first.StartedAt)
+		require.Equal(t, "a", deref(first.CurrentStepID))
+
+		c := captureQueries(t, s)
+		_, err = s.StartStep(ctx, repository.StartStepParams{ExecutionID: e.ExecutionID, StepID: "b", NodeID: "n1", Attempt: 1})
+		require.NoError(t, err)
+		second, err := s.GetExecution(ctx, e.ExecutionID)
+		require.NoError(t, err)
+		require.Equal(t, models.ExecutionRunning, second.Status)
+		require.True(t, second.StartedAt.Equal(*first.StartedAt))
+		require.Equal(t, "b", deref(second.CurrentStepID))
+		if s.Dialect() == "sqlite" {
+			require.NotEmpty(t, c.sql)
+			for _, q := range c.sql {
+				if set, _, ok := strings.Cut(q, " WHERE "); ok && strings.HasPrefix(q, "UPDATE workflow_executions SET") {
+					require.NotContains(t, set, "status", "a RUNNING execution's status is not assigned again")
+				}
+			}
+		}
+
+		// Not owned live: nothing written, whatever the status.
+		theirs := create(t, s, repository.NewExecution{NodeID: "n2"})
+		running := create(t, s, repository.NewExecution{NodeID: "n2", Running: true})
+		ended := create(t, s, repository.NewExecution{NodeID: "n1", Running: true})
+		require.NoError(t, s.FinishExecution(ctx, repository.FinishExecutionParams{ExecutionID: ended.ExecutionID, NodeID: "n1", Status: models.ExecutionCompleted}))
+		for _, x := range []*models.WorkflowExecution{theirs, running, ended} {
+			before, err := s.GetExecution(ctx, x.ExecutionID)
+			require.NoError(t, err)
+			_, err = s.StartStep(ctx, repository.StartStepParams{ExecutionID: x.ExecutionID, StepID: "a", NodeID: "n1", Attempt: 1})
+			require.ErrorIs(t, err, repository.ErrConcurrentUpdate)
+			after, err := s.GetExecution(ctx, x.ExecutionID)
+			require.NoError(t, err)
+			require.Equal(t, *before, *after)
+			h, err := s.GetStepExecutionHistory(ctx, x.ExecutionID)
+			require.NoError(t, err)
+			require.Empty(t, h)
+		}
+	})
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -339,8 +339,13 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 					return res.Error
 				}
 			}
-			res := tx.Exec(`UPDATE workflow_executions SET current_step_id = ?, `+markRunning+` WHERE `+ownedLive,
-				p.StepID, now, p.ExecutionID, p.NodeID)
+			res := tx.Exec(nextStepOfRunningSQL, p.StepID, now, p.ExecutionID, p.NodeID)
+			if res.Error == nil && res.RowsAffected == 0 {
+				// Not RUNNING yet (the first step after a claim), or not
+				// owned: the update that also marks it RUNNING says which.
+				res = tx.Exec(`UPDATE workflow_executions SET current_step_id = ?, `+markRunning+` WHERE `+ownedLive,
+					p.StepID, now, p.ExecutionID, p.NodeID)
+			}
 			if res.Error != nil || res.RowsAffected == 0 {
 				return res.Error
 			}
@@ -371,6 +376,16 @@ func oneRow[T any]() []T { return make([]T, 0, 1) }
 // exist.
 const insertStartedStepSQL = `INSERT INTO step_executions ` +
 	`(step_execution_id, execution_id, step_id, status, input, attempt, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)` + returningStep
+
+// nextStepOfRunningSQL makes a step current in an execution the node owns
+// and that is RUNNING already, on SQLite, without assigning its status:
+// SQLite rewrites the entries of every index on an assigned column, even to
+// its old value, and status has three (status, stale, owned), three of the
+// four pages a step start wrote to the WAL besides the step's own.
+// (PostgreSQL compares the values: an unchanged status keeps its update
+// HOT.)
+const nextStepOfRunningSQL = `UPDATE workflow_executions SET current_step_id = ?, started_at = COALESCE(started_at, ?) ` +
+	`WHERE execution_id = ? AND (node_id = ? AND status = 'RUNNING') IS TRUE`
 
 // markRunning is the assignment with which the first checkpoint of an
 // execution makes it RUNNING (its one argument is the time): no write of its

@@ -122,10 +122,11 @@ type stepStart struct {
 	step                        *models.StepExecution
 }
 
-// groupsOnPostgres reports whether a storage on pool can write checkpoints
-// together: only through pgx (the arrays are its encoding; a test's sqlmock
-// gets them one by one).
-func groupsOnPostgres(pool *sql.DB) bool {
+// onPgx reports whether pool's driver is pgx: only then does a storage
+// write checkpoints together (the arrays are its encoding; a test's sqlmock
+// gets them one by one) and run its hot statements on pgx itself
+// (queryPgx).
+func onPgx(pool *sql.DB) bool {
 	if pool == nil {
 		return false
 	}

@@ -120,7 +120,7 @@ func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) 
 	switch {
 	case d.name() == "sqlite":
 		s.group = &groupCommit{commit: s.commitCheckpoints}
-	case groupsOnPostgres(s.pool):
+	case onPgx(s.pool):
 		s.group = &groupCommit{commit: s.commitPostgres, byStatement: true}
 	}
 	if !cfg.inMemory {

@@ -35,10 +35,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"github.com/plexspaces/workflow/migrations"
 	"github.com/plexspaces/workflow/plugins/optimisticlock"
@@ -107,11 +105,7 @@ func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) 
 		return nil, err
 	}
 	if cfg.logger != nil {
-		session.Logger = logger.NewSlogLogger(cfg.logger, logger.Config{
-			SlowThreshold:             200 * time.Millisecond,
-			LogLevel:                  logger.Warn,
-			IgnoreRecordNotFoundError: true,
-		})
+		session.Logger = newWarnings(cfg.logger)
 	}
 	s := &Storage{db: session, dialect: d, logger: cfg.logger}
 	if pool, err := db.DB(); err == nil {

@@ -351,7 +351,18 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 			}
 			// The update just found the execution owned and live, in this
 			// transaction: a plain one-row insert needs no check of its own.
-			return tx.Raw(insertStartedStepSQL, newID(), p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, now).Find(&steps).Error
+			// Every column it writes is known here, so it returns nothing
+			// (SQLite prepares each statement anew, and RETURNING was a
+			// tenth of a step start's preparing).
+			started, _ := now.Vars[0].(time.Time)
+			step := models.StepExecution{StepExecutionID: newID(), ExecutionID: p.ExecutionID, StepID: p.StepID,
+				Status: models.StepRunning, Input: in, Attempt: p.Attempt, StartedAt: &started}
+			if err := tx.Exec(insertStartedStepSQL, step.StepExecutionID, step.ExecutionID, step.StepID, step.Status,
+				step.Input, step.Attempt, now).Error; err != nil {
+				return err
+			}
+			steps = append(steps, step)
+			return nil
 		}})
 	}
 	if err == nil && len(steps) == 0 {
@@ -373,9 +384,9 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 func oneRow[T any]() []T { return make([]T, 0, 1) }
 
 // insertStartedStepSQL journals a started attempt of an execution known to
-// exist.
+// exist (SQLite; its time is bound as now()'s one value).
 const insertStartedStepSQL = `INSERT INTO step_executions ` +
-	`(step_execution_id, execution_id, step_id, status, input, attempt, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)` + returningStep
+	`(step_execution_id, execution_id, step_id, status, input, attempt, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)`
 
 // nextStepOfRunningSQL makes a step current in an execution the node owns
 // and that is RUNNING already, on SQLite, without assigning its status:

@@ -19,6 +19,10 @@ type dialect interface {
 	// now is the current time as SQL: the database's clock where nodes share a
 	// database, so that skewed node clocks cannot declare each other dead.
 	now() clause.Expr
+	// boundTime is the time a now() of this dialect binds, where the
+	// process clock is the clock: a statement that writes it need not read
+	// it back. ok is false where the database's clock writes it.
+	boundTime(now clause.Expr) (t time.Time, ok bool)
 	// before is now minus d, as SQL comparable with a stored time.
 	before(d time.Duration) clause.Expr
 	// claimLock is the row-lock suffix of a SELECT that picks one row to claim,

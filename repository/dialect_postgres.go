@@ -28,6 +28,8 @@ func (postgresDialect) name() string { return "postgres" }
 
 func (postgresDialect) now() clause.Expr { return clause.Expr{SQL: "now()"} }
 
+func (postgresDialect) boundTime(clause.Expr) (time.Time, bool) { return time.Time{}, false }
+
 func (postgresDialect) before(age time.Duration) clause.Expr {
 	return clause.Expr{SQL: "now() - ?::bigint * INTERVAL '1 microsecond'", Vars: []any{age.Microseconds()}}
 }

@@ -30,6 +30,14 @@ func (d sqliteDialect) now() clause.Expr {
 	return clause.Expr{SQL: "?", Vars: []any{d.clock()}}
 }
 
+func (sqliteDialect) boundTime(now clause.Expr) (time.Time, bool) {
+	if len(now.Vars) != 1 {
+		return time.Time{}, false
+	}
+	t, ok := now.Vars[0].(time.Time)
+	return t, ok
+}
+
 func (d sqliteDialect) before(age time.Duration) clause.Expr {
 	return clause.Expr{SQL: "?", Vars: []any{d.clock().Add(-age)}}
 }

@@ -32,11 +32,15 @@ func NewID() string { return newID() }
 // existing id inserts nothing instead of failing, so an idempotent create is
 // no error in the app's SQL log. When it returns no row, one read tells which
 // (see ExecutionExistsSQL).
-const InsertExecutionSQL = `INSERT INTO workflow_executions ` +
+const InsertExecutionSQL = insertExecutionSQL + returningExecution
+
+// insertExecutionSQL is InsertExecutionSQL without reading the row back,
+// where every value it writes is known (see boundTime).
+const insertExecutionSQL = `INSERT INTO workflow_executions ` +
 	`(execution_id, definition_id, definition_version, status, input, node_id, metadata, version, last_heartbeat, created_at, updated_at, started_at) ` +
 	`SELECT ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, CASE WHEN ? THEN ? END ` +
 	`WHERE EXISTS (SELECT 1 FROM workflow_definitions WHERE id = ? AND version = ?) ` +
-	`ON CONFLICT (execution_id) DO NOTHING` + returningExecution
+	`ON CONFLICT (execution_id) DO NOTHING`
 
 // ExecutionExistsSQL is the read that follows a write that matched no
 // execution: a count of 0 or 1.
@@ -108,11 +112,19 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 				return fmt.Errorf("definition %s@%s: %w", def.id, def.version, err)
 			}
 		}
-		rows := oneRow[models.WorkflowExecution]()
-		err := tx.Raw(InsertExecutionSQL, in.ExecutionID, in.DefinitionID, in.DefinitionVersion,
+		args := []any{in.ExecutionID, in.DefinitionID, in.DefinitionVersion,
 			status, input, nullable(in.NodeID), metadata, now, now, now, in.Running, now,
-			in.DefinitionID, in.DefinitionVersion).Find(&rows).Error
-		if err != nil {
+			in.DefinitionID, in.DefinitionVersion}
+		rows := oneRow[models.WorkflowExecution]()
+		if at, known := s.dialect.boundTime(now); known {
+			res := tx.Exec(insertExecutionSQL, args...)
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected == 1 {
+				rows = append(rows, insertedExecution(in, status, input, metadata, at))
+			}
+		} else if err := tx.Raw(InsertExecutionSQL, args...).Find(&rows).Error; err != nil {
 			return err
 		}
 		if len(rows) == 0 {
@@ -163,6 +175,19 @@ func (s *Storage) CreateExecution(ctx context.Context, in NewExecution) (*models
 		s.publish(EventClaimable, exec.ExecutionID)
 	}
 	return &exec, nil
+}
+
+// insertedExecution is the row insertExecutionSQL writes for in at time at.
+func insertedExecution(in NewExecution, status models.ExecutionStatus, input, metadata models.JSON, at time.Time) models.WorkflowExecution {
+	heartbeat := at
+	x := models.WorkflowExecution{ExecutionID: in.ExecutionID, DefinitionID: in.DefinitionID, DefinitionVersion: in.DefinitionVersion,
+		Status: status, Input: input, NodeID: nullable(in.NodeID), Metadata: metadata, Version: 1,
+		LastHeartbeat: &heartbeat, CreatedAt: at, UpdatedAt: at}
+	if in.Running {
+		started := at
+		x.StartedAt = &started
+	}
+	return x
 }
 
 func labelRows(executionID string, labels map[string]string) []models.ExecutionLabel {

@@ -354,14 +354,16 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 			// Every column it writes is known here, so it returns nothing
 			// (SQLite prepares each statement anew, and RETURNING was a
 			// tenth of a step start's preparing).
-			started, _ := now.Vars[0].(time.Time)
-			step := models.StepExecution{StepExecutionID: newID(), ExecutionID: p.ExecutionID, StepID: p.StepID,
-				Status: models.StepRunning, Input: in, Attempt: p.Attempt, StartedAt: &started}
-			if err := tx.Exec(insertStartedStepSQL, step.StepExecutionID, step.ExecutionID, step.StepID, step.Status,
-				step.Input, step.Attempt, now).Error; err != nil {
+			id := newID()
+			started, known := s.dialect.boundTime(now)
+			if !known {
+				return tx.Raw(insertStartedStepSQL+returningStep, id, p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, now).Find(&steps).Error
+			}
+			if err := tx.Exec(insertStartedStepSQL, id, p.ExecutionID, p.StepID, models.StepRunning, in, p.Attempt, now).Error; err != nil {
 				return err
 			}
-			steps = append(steps, step)
+			steps = append(steps, models.StepExecution{StepExecutionID: id, ExecutionID: p.ExecutionID, StepID: p.StepID,
+				Status: models.StepRunning, Input: in, Attempt: p.Attempt, StartedAt: &started})
 			return nil
 		}})
 	}
@@ -384,7 +386,7 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 func oneRow[T any]() []T { return make([]T, 0, 1) }
 
 // insertStartedStepSQL journals a started attempt of an execution known to
-// exist (SQLite; its time is bound as now()'s one value).
+// exist, without RETURNING (see boundTime).
 const insertStartedStepSQL = `INSERT INTO step_executions ` +
 	`(step_execution_id, execution_id, step_id, status, input, attempt, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)`
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -98,7 +99,11 @@ func queryPgx[Row any](ctx context.Context, db *sql.DB, query string, args []any
 			return nil, err
 		}
 		err = conn.Raw(func(driverConn any) error {
-			pc := driverConn.(*stdlib.Conn).Conn()
+			sc, ok := driverConn.(*stdlib.Conn)
+			if !ok {
+				return fmt.Errorf("a pgx pool gave a %T connection", driverConn)
+			}
+			pc := sc.Conn()
 			if pc.IsClosed() {
 				return driver.ErrBadConn
 			}

@@ -3,6 +3,7 @@ package repository
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -288,8 +289,8 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 	if err := checkID("node id", p.NodeID); err != nil {
 		return nil, err
 	}
-	if p.Attempt < 1 {
-		return nil, fmt.Errorf("step attempt %d (attempts start at 1): %w", p.Attempt, ErrInvalidArgument)
+	if p.Attempt < 1 || p.Attempt > math.MaxInt32 {
+		return nil, fmt.Errorf("step attempt %d (attempts are 1 to %d): %w", p.Attempt, math.MaxInt32, ErrInvalidArgument)
 	}
 	in, err := encodeJSON("step input", p.Input)
 	if err != nil {

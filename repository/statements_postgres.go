@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -75,7 +74,9 @@ type rowReader interface{ Scan(dest ...any) error }
 // through database/sql.
 func queryRows[Row any](ctx context.Context, pool gorm.ConnPool, query string, args []any, scan func(rowReader, *Row) error) ([]Row, error) {
 	if db, ok := pool.(*sql.DB); ok && onPgx(db) {
-		return queryPgx(ctx, db, query, args, scan)
+		if out, err := queryPgx(ctx, db, query, args, scan); !errors.Is(err, errNotPgxConn) {
+			return out, err
+		}
 	}
 	rows, err := pool.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -101,7 +102,7 @@ func queryPgx[Row any](ctx context.Context, db *sql.DB, query string, args []any
 		err = conn.Raw(func(driverConn any) error {
 			sc, ok := driverConn.(*stdlib.Conn)
 			if !ok {
-				return fmt.Errorf("a pgx pool gave a %T connection", driverConn)
+				return errNotPgxConn
 			}
 			pc := sc.Conn()
 			if pc.IsClosed() {
@@ -124,6 +125,11 @@ func queryPgx[Row any](ctx context.Context, db *sql.DB, query string, args []any
 		}
 	}
 }
+
+// errNotPgxConn: the pool's driver is pgx's, but its connections are
+// wrapped (an app's metrics or tracing); the statement was not sent, and
+// goes through database/sql.
+var errNotPgxConn = errors.New("not a pgx connection")
 
 // badConnAttempts is how many connections queryPgx tries, as database/sql
 // does (two from the pool, then a new one).

@@ -19,8 +19,9 @@ func TestLeanJournal_DropsAndRestoresTheStepIndexes(t *testing.T) {
 		ctx := context.Background()
 		db, _ := open(t, dialect)
 		require.NoError(t, migrations.Migrate(ctx, db))
-		require.NoError(t, migrations.RollbackLast(ctx, db)) // 012, which comes after
-		require.Equal(t, migrations.IDLeanJournal, applied(t, db)[len(applied(t, db))-1])
+		for applied(t, db)[len(applied(t, db))-1] != migrations.IDLeanJournal {
+			require.NoError(t, migrations.RollbackLast(ctx, db)) // those that come after
+		}
 		for _, idx := range dropped {
 			require.False(t, db.Migrator().HasIndex("step_executions", idx), idx)
 		}

@@ -122,6 +122,7 @@ func All() []*gormigrate.Migration {
 		alteration(IDRetention, retentionUp, retentionDown),
 		alteration(IDLeanJournal, leanJournalUp, leanJournalDown),
 		alteration(IDOwnedIndex, ownedIndexUp, ownedIndexDown),
+		migration(IDServedDefinitions, servedDefinitionsUp, "workflow_node_definitions"),
 	}
 }
 

@@ -23,7 +23,8 @@ import (
 var tables = []string{"workflow_definitions", "workflow_executions", "workflow_execution_labels", "step_executions", "signals"}
 
 // laterTables are the tables of the migrations after 006.
-var laterTables = map[string]string{migrations.IDNodes: "workflow_nodes", migrations.IDRetention: "workflow_leases"}
+var laterTables = map[string]string{migrations.IDNodes: "workflow_nodes", migrations.IDRetention: "workflow_leases",
+	migrations.IDServedDefinitions: "workflow_node_definitions"}
 
 // sqliteFile is a database file with the pragmas the repository uses.
 func sqliteFile(path string) gorm.Dialector {
@@ -110,8 +111,8 @@ func TestMigrate_RerunIsNoOpAndRollbackUndoes(t *testing.T) {
 func TestAll_OrderAndRollbacks(t *testing.T) {
 	t.Parallel()
 	all := migrations.All()
-	require.Len(t, all, 11)
-	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals", "006_parked_waits", "007_workflow_nodes", "008_wake_ups", "010_retention", "011_lean_journal", "012_owned_index"} {
+	require.Len(t, all, 12)
+	for i, id := range []string{"001_workflow_definitions", "002_workflow_executions", "003_workflow_execution_labels", "004_step_executions", "005_signals", "006_parked_waits", "007_workflow_nodes", "008_wake_ups", "010_retention", "011_lean_journal", "012_owned_index", "013_served_definitions"} {
 		require.Equal(t, id, all[i].ID)
 		require.NotNil(t, all[i].Rollback, id)
 	}

@@ -17,7 +17,7 @@ func TestOwnedIndex_IndexesLiveExecutionsOnly(t *testing.T) {
 		ctx := context.Background()
 		db, _ := open(t, dialect)
 		require.NoError(t, migrations.Migrate(ctx, db))
-		require.Equal(t, migrations.IDOwnedIndex, applied(t, db)[len(applied(t, db))-1])
+		require.Contains(t, applied(t, db), migrations.IDOwnedIndex)
 		require.True(t, db.Migrator().HasIndex("workflow_executions", "idx_workflow_executions_owned"))
 		require.False(t, db.Migrator().HasIndex("workflow_executions", "idx_workflow_executions_node_id"))
 		var definition string
@@ -29,6 +29,9 @@ func TestOwnedIndex_IndexesLiveExecutionsOnly(t *testing.T) {
 		require.Contains(t, definition, "WHERE")
 		require.Contains(t, definition, "RUNNING")
 
+		for applied(t, db)[len(applied(t, db))-1] != migrations.IDOwnedIndex {
+			require.NoError(t, migrations.RollbackLast(ctx, db)) // the later ones first
+		}
 		require.NoError(t, migrations.RollbackLast(ctx, db))
 		require.NotContains(t, applied(t, db), migrations.IDOwnedIndex)
 		require.True(t, db.Migrator().HasIndex("workflow_executions", "idx_workflow_executions_node_id"))

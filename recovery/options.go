@@ -82,9 +82,11 @@ func WithDefinitions(defs ...repository.DefinitionKey) Option {
 
 // WithFairShare makes every sweep claim at most its share of the backlog:
 // the executions claimable now divided by the nodes alive (those that beat
-// within the stale threshold, idle ones too), at least one, so that a node
-// does not take all the queued work while its peers sit idle. It costs one
-// counting statement per sweep.
+// within the stale threshold, idle ones too) that could take them (on a
+// storage that implements repository.DefinitionServer, a node that runs
+// none of this node's definitions is not counted), at least one, so that a
+// node does not take all the queued work while its peers sit idle. It costs
+// one counting statement per sweep.
 func WithFairShare() Option { return func(s *Service) { s.fairShare = true } }
 
 // WithFullClaimHook calls fn whenever a claim took all it was allowed to (or

@@ -125,6 +125,13 @@ func (s *Service) RecoverOnStartup(ctx context.Context, staleThreshold, heartbea
 	if _, err := s.store.PruneNodes(ctx); err != nil {
 		s.warn(ctx, "pruning nodes", err)
 	}
+	// What it runs (WithDefinitions; nothing: every definition), so that
+	// other nodes' fair shares count it only for work it could take.
+	if server, ok := s.store.(repository.DefinitionServer); ok {
+		if err := server.ServeDefinitions(ctx, s.nodeID, s.definitions); err != nil {
+			s.warn(ctx, "recording the definitions the node runs", err)
+		}
+	}
 	mine, err := s.store.ListExecutionsByStatus(ctx, s.statuses, &s.nodeID)
 	if err != nil {
 		return report, fmt.Errorf("recovering node %s: %w", s.nodeID, err)

@@ -35,8 +35,15 @@ func (s *Storage) PruneNodes(ctx context.Context) (int64, error) {
 	var deleted int64
 	err := s.run(ctx, func(db *gorm.DB) error {
 		res := db.Exec(`DELETE FROM workflow_nodes WHERE last_seen < ?`, s.dialect.before(nodeRetention))
+		if res.Error != nil {
+			return res.Error
+		}
 		deleted = res.RowsAffected
-		return res.Error
+		if !s.served {
+			return nil
+		}
+		// The definitions of nodes gone (a node that never beat has none).
+		return db.Exec(`DELETE FROM workflow_node_definitions WHERE node_id NOT IN (SELECT node_id FROM workflow_nodes)`).Error
 	})
 	if err != nil {
 		return 0, fmt.Errorf("pruning nodes: %w", err)
@@ -57,6 +64,11 @@ func (s *Storage) Backlog(ctx context.Context, p ClaimParams) (claimable, liveNo
 	if err != nil {
 		return 0, 0, err
 	}
+	var serving string
+	var servingArgs []any
+	if s.served {
+		serving, servingArgs = servingAny(p.Definitions)
+	}
 	now := s.dialect.now()
 	cutoff := s.dialect.before(p.StaleThreshold)
 	// The count is the claim's due pick: the same index range, ending at
@@ -65,9 +77,9 @@ func (s *Storage) Backlog(ctx context.Context, p ClaimParams) (claimable, liveNo
 	limit := backlogCountNodes * max(p.Limit, 1)
 	query := `SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM workflow_executions WHERE ` + liveStatuses +
 		` AND live_heartbeat <= ? AND (node_id IS NULL OR live_heartbeat < ?)` + defs + ` LIMIT ?) due) AS claimable, ` +
-		`(SELECT COUNT(*) FROM workflow_nodes WHERE last_seen >= ?) AS live_nodes`
+		`(SELECT COUNT(*) FROM workflow_nodes n WHERE last_seen >= ?` + serving + `) AS live_nodes`
 	args := append([]any{now, cutoff}, defArgs...)
-	args = append(args, limit, cutoff)
+	args = append(append(args, limit, cutoff), servingArgs...)
 	var row struct {
 		Claimable int
 		LiveNodes int
@@ -77,3 +89,75 @@ func (s *Storage) Backlog(ctx context.Context, p ClaimParams) (claimable, liveNo
 	}
 	return row.Claimable, row.LiveNodes, nil
 }
+
+// servingAny is the condition on workflow_nodes n that the node could take
+// work of defs: it recorded no definitions (it runs every one), or one of
+// defs. With no defs (the work of every definition), every node could.
+// defs were checked by definitionFilter.
+func servingAny(defs []DefinitionKey) (string, []any) {
+	match, args, err := definitionMatch("d.", defs)
+	if match == "" || err != nil {
+		return "", nil
+	}
+	served := `SELECT 1 FROM workflow_node_definitions d WHERE d.node_id = n.node_id`
+	return ` AND (NOT EXISTS (` + served + `) OR EXISTS (` + served + match + `))`, args
+}
+
+// DefinitionServer records which definitions a node runs, so that a sweep's
+// fair share (Backlog's count of live nodes) counts only the nodes that
+// could take the same work. Storage implements it; WorkflowStorage does not
+// require it, so fakes need not (then every live node counts).
+type DefinitionServer interface {
+	// ServeDefinitions replaces the definitions nodeID runs with defs; none
+	// means it runs every definition.
+	ServeDefinitions(ctx context.Context, nodeID string, defs []DefinitionKey) error
+}
+
+var _ DefinitionServer = (*Storage)(nil)
+
+// ServeDefinitions implements DefinitionServer, in one transaction. On a
+// database without migration 013 (opened WithoutMigrations), or on a
+// caller's transaction (InTransaction), it records nothing.
+func (s *Storage) ServeDefinitions(ctx context.Context, nodeID string, defs []DefinitionKey) error {
+	if err := checkID("node id", nodeID); err != nil {
+		return err
+	}
+	rows := make([]servedDefinition, 0, len(defs))
+	seen := make(map[DefinitionKey]bool, len(defs))
+	for _, d := range defs {
+		if err := checkDefinitionKey(d.ID, d.Version); err != nil {
+			return err
+		}
+		if !seen[d] {
+			seen[d] = true
+			rows = append(rows, servedDefinition{NodeID: nodeID, DefinitionID: d.ID, DefinitionVersion: d.Version})
+		}
+	}
+	if !s.served {
+		return nil // nowhere to record them: every live node counts
+	}
+	err := s.run(ctx, func(db *gorm.DB) error {
+		return s.atomically(db, func(tx *gorm.DB) error {
+			if err := tx.Exec(`DELETE FROM workflow_node_definitions WHERE node_id = ?`, nodeID).Error; err != nil {
+				return err
+			}
+			if len(rows) == 0 {
+				return nil
+			}
+			return tx.Create(&rows).Error
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("recording the definitions node %s runs: %w", nodeID, err)
+	}
+	return nil
+}
+
+// servedDefinition is a row of workflow_node_definitions.
+type servedDefinition struct {
+	NodeID            string `gorm:"column:node_id"`
+	DefinitionID      string `gorm:"column:definition_id"`
+	DefinitionVersion string `gorm:"column:definition_version"`
+}
+
+func (servedDefinition) TableName() string { return "workflow_node_definitions" }

@@ -60,6 +60,11 @@ type Storage struct {
 	// group gathers concurrent checkpoints into shared transactions
 	// (groupcommit.go); nil where they are written one by one.
 	group *groupCommit
+	// served: the database has migration 013's table of the definitions
+	// nodes run (nodes.go). One opened WithoutMigrations before it was
+	// migrated, or on a caller's transaction (InTransaction), counts every
+	// live node in fair shares, as before 013.
+	served bool
 }
 
 // New wraps db, which must be a PostgreSQL or SQLite *gorm.DB, registers the
@@ -136,6 +141,9 @@ func newStorage(ctx context.Context, db *gorm.DB, cfg config) (*Storage, error) 
 		if err := s.run(ctx, func(db *gorm.DB) error { return migrations.Migrate(ctx, db) }); err != nil {
 			return nil, err
 		}
+		s.served = true
+	} else {
+		s.served = session.WithContext(ctx).Migrator().HasTable(servedDefinition{})
 	}
 	return s, nil
 }
@@ -159,7 +167,7 @@ func (s *Storage) Transaction(ctx context.Context, fn func(tx *Storage) error) e
 		pending = &eventBuffer{}
 	}
 	err := s.db.WithContext(ctx).Transaction(func(gtx *gorm.DB) error {
-		return fn(&Storage{db: gtx, dialect: s.dialect, pool: s.pool, pending: pending, logger: s.logger})
+		return fn(&Storage{db: gtx, dialect: s.dialect, pool: s.pool, pending: pending, logger: s.logger, served: s.served})
 	})
 	if err == nil && s.pending == nil {
 		s.publishCommitted(pending)

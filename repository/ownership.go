@@ -334,11 +334,13 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 	} else {
 		err = s.writeCheckpoint(&checkpoint{ctx: ctx, op: func(tx *gorm.DB) error {
 			steps = oneRow[models.StepExecution]()
+			fencedLater := false
 			if previous != nil {
-				res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
+				res := previous.writeBefore(tx, s, p.ExecutionID, p.NodeID)
 				if res.Error != nil || res.RowsAffected == 0 {
 					return res.Error
 				}
+				fencedLater = !s.inTransaction()
 			}
 			res := tx.Exec(nextStepOfRunningSQL, p.StepID, now, p.ExecutionID, p.NodeID)
 			if res.Error == nil && res.RowsAffected == 0 {
@@ -346,6 +348,9 @@ func (s *Storage) StartStep(ctx context.Context, p StartStepParams) (*models.Ste
 				// owned: the update that also marks it RUNNING says which.
 				res = tx.Exec(`UPDATE workflow_executions SET current_step_id = ?, `+markRunning+` WHERE `+ownedLive,
 					p.StepID, now, p.ExecutionID, p.NodeID)
+			}
+			if res.Error == nil && res.RowsAffected == 0 && fencedLater {
+				return errOutcomeNotOwned
 			}
 			if res.Error != nil || res.RowsAffected == 0 {
 				return res.Error
@@ -463,6 +468,31 @@ func (o *stepOutcome) values(d dialect) map[string]any {
 // execution; its arguments are cteArgs.
 const finishStepSQL = `UPDATE step_executions SET status = ?, output = ?, error = ?, completed_at = ? ` +
 	`WHERE step_execution_id = ? AND execution_id = ? AND EXISTS (SELECT 1 FROM workflow_executions WHERE ` + ownedLive + `)`
+
+// finishStepUnfencedSQL is finishStepSQL without the owner check, for a
+// transaction of the library's own whose next statement is the fenced write
+// of the execution (writeBefore).
+const finishStepUnfencedSQL = `UPDATE step_executions SET status = ?, output = ?, error = ?, completed_at = ? ` +
+	`WHERE step_execution_id = ? AND execution_id = ?`
+
+// errOutcomeNotOwned rolls back a transaction of the library's own in which
+// writeBefore wrote a step's outcome that the execution's fenced write then
+// found not owned: the checkpoint wrote nothing.
+var errOutcomeNotOwned = fmt.Errorf("the step's outcome was rolled back: %w", ErrConcurrentUpdate)
+
+// writeBefore writes the outcome as the first statement of a SQLite
+// checkpoint whose next statement is the fenced write of the execution. In a
+// transaction of the library's own, it leaves the owner check to that write
+// (SQLite prepares every statement anew, and the check was a third of this
+// one): the checkpoint returns errOutcomeNotOwned when that write misses, and
+// the transaction rolls back. In a caller's transaction, which the library
+// cannot roll back, the outcome is fenced itself (update).
+func (o *stepOutcome) writeBefore(db *gorm.DB, s *Storage, executionID, nodeID string) *gorm.DB {
+	if s.inTransaction() {
+		return o.update(db, s.dialect, executionID, nodeID)
+	}
+	return db.Exec(finishStepUnfencedSQL, o.status, o.output, o.err, s.dialect.now(), o.id, executionID)
+}
 
 // update writes the outcome if nodeID owns the live execution: a statement
 // of its own, written out rather than through GORM's model update, whose
@@ -730,11 +760,17 @@ func (s *Storage) FinishExecution(ctx context.Context, p FinishExecutionParams) 
 			ended, err = queryOn(tx, endWithOutcomeSQL, all, scanExecution)
 			return err
 		}
-		res := previous.update(tx, s.dialect, p.ExecutionID, p.NodeID)
+		res := previous.writeBefore(tx, s, p.ExecutionID, p.NodeID)
 		if res.Error != nil || res.RowsAffected == 0 {
 			return res.Error
 		}
-		return tx.Raw(end+returningExecution, args...).Find(&ended).Error
+		if err := tx.Raw(end+returningExecution, args...).Find(&ended).Error; err != nil {
+			return err
+		}
+		if len(ended) == 0 && !s.inTransaction() {
+			return errOutcomeNotOwned
+		}
+		return nil
 	}
 	// Grouped on PostgreSQL, it goes with the ends that queue meanwhile, as
 	// one statement (groupcommit_postgres.go).

@@ -36,6 +36,5 @@ func TestFairShare_CountsOnlyNodesThatRunTheWork(t *testing.T) {
 			create(t, s, "", models.ExecutionPending, 0)
 		}
 		require.Equal(t, 6, recover("orders", order), "the invoice node was counted in the order node's share")
-
 	})
 }

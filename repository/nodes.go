@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // beatNodeSQL records that a node is alive: its row in workflow_nodes, made
@@ -138,13 +139,23 @@ func (s *Storage) ServeDefinitions(ctx context.Context, nodeID string, defs []De
 	}
 	err := s.run(ctx, func(db *gorm.DB) error {
 		return s.atomically(db, func(tx *gorm.DB) error {
+			// Two processes that record for one node id at once (it
+			// restarted while its old process still ran) take turns on
+			// its row, so that one set stands, not a mix of both.
+			var locked []string
+			if err := tx.Raw(`SELECT node_id FROM workflow_nodes WHERE node_id = ?`+s.dialect.orderedLock(), nodeID).
+				Scan(&locked).Error; err != nil {
+				return err
+			}
 			if err := tx.Exec(`DELETE FROM workflow_node_definitions WHERE node_id = ?`, nodeID).Error; err != nil {
 				return err
 			}
 			if len(rows) == 0 {
 				return nil
 			}
-			return tx.Create(&rows).Error
+			// A node that has not beaten yet has no row to lock: a
+			// concurrent record of the same set is no error.
+			return tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&rows).Error
 		})
 	})
 	if err != nil {

@@ -1,7 +1,9 @@
 package repository_test
 
 import (
+	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,4 +102,38 @@ func TestServedDefinitions_BeforeMigration013(t *testing.T) {
 			require.NoError(t, err)
 		})
 	}
+}
+
+// TestServeDefinitions_RacingRecordsLeaveOneSet: processes that record the
+// definitions of one node id at once (a restart while the old process still
+// runs) all succeed, and one of their sets stands, never a mix.
+func TestServeDefinitions_RacingRecordsLeaveOneSet(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
+		ctx := t.Context()
+		require.NoError(t, s.BeatNode(ctx, "n"))
+		sets := make([][]repository.DefinitionKey, 8)
+		for i := range sets {
+			for j := range 3 {
+				sets[i] = append(sets[i], repository.DefinitionKey{ID: fmt.Sprintf("d%d-%d", i, j), Version: "v1"})
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, len(sets))
+		for i := range sets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = s.ServeDefinitions(ctx, "n", sets[i])
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			require.NoError(t, err)
+		}
+		var got []string
+		require.NoError(t, s.DB().Table("workflow_node_definitions").Where("node_id = ?", "n").
+			Order("definition_id").Pluck("definition_id", &got).Error)
+		require.Len(t, got, 3, "a mix of sets: %v", got)
+		require.Equal(t, got[0][:3], got[2][:3], "a mix of sets: %v", got)
+	})
 }

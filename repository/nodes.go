@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // beatNodeSQL records that a node is alive: its row in workflow_nodes, made
@@ -65,22 +64,22 @@ func (s *Storage) Backlog(ctx context.Context, p ClaimParams) (claimable, liveNo
 	if err != nil {
 		return 0, 0, err
 	}
-	var serving string
-	var servingArgs []any
-	if s.served {
-		serving, servingArgs = servingAny(p.Definitions)
-	}
 	now := s.dialect.now()
 	cutoff := s.dialect.before(p.StaleThreshold)
 	// The count is the claim's due pick: the same index range, ending at
 	// now, read no further than a share could matter (p.Limit for each of
 	// backlogCountNodes nodes), so a large backlog costs no more per sweep.
 	limit := backlogCountNodes * max(p.Limit, 1)
-	query := `SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM workflow_executions WHERE ` + liveStatuses +
-		` AND live_heartbeat <= ? AND (node_id IS NULL OR live_heartbeat < ?)` + defs + ` LIMIT ?) due) AS claimable, ` +
-		`(SELECT COUNT(*) FROM workflow_nodes n WHERE last_seen >= ?` + serving + `) AS live_nodes`
+	due := `SELECT definition_id, definition_version FROM workflow_executions WHERE ` + liveStatuses +
+		` AND live_heartbeat <= ? AND (node_id IS NULL OR live_heartbeat < ?)` + defs + ` LIMIT ?`
+	query := `SELECT (SELECT COUNT(*) FROM (` + due + `) due) AS claimable, ` +
+		`(SELECT COUNT(*) FROM workflow_nodes WHERE last_seen >= ?) AS live_nodes`
+	if s.served {
+		query = `WITH waiting AS (` + due + `) SELECT (SELECT COUNT(*) FROM waiting) AS claimable, ` +
+			`(SELECT COUNT(*) FROM workflow_nodes n WHERE last_seen >= ? AND ` + runsDue + `) AS live_nodes`
+	}
 	args := append([]any{now, cutoff}, defArgs...)
-	args = append(append(args, limit, cutoff), servingArgs...)
+	args = append(args, limit, cutoff)
 	var row struct {
 		Claimable int
 		LiveNodes int
@@ -91,18 +90,13 @@ func (s *Storage) Backlog(ctx context.Context, p ClaimParams) (claimable, liveNo
 	return row.Claimable, row.LiveNodes, nil
 }
 
-// servingAny is the condition on workflow_nodes n that the node could take
-// work of defs: it recorded no definitions (it runs every one), or one of
-// defs. With no defs (the work of every definition), every node could.
-// defs were checked by definitionFilter.
-func servingAny(defs []DefinitionKey) (string, []any) {
-	match, args, err := definitionMatch("d.", defs)
-	if match == "" || err != nil {
-		return "", nil
-	}
-	served := `SELECT 1 FROM workflow_node_definitions d WHERE d.node_id = n.node_id`
-	return ` AND (NOT EXISTS (` + served + `) OR EXISTS (` + served + match + `))`, args
-}
+// runsDue is the condition on workflow_nodes n that the node could run some
+// of the due work ("waiting"): it recorded no definitions (it runs every one), or
+// the definition of a due execution. A node that runs other definitions,
+// even ones the claim also runs, takes none of this work.
+const runsDue = `(NOT EXISTS (SELECT 1 FROM workflow_node_definitions d WHERE d.node_id = n.node_id) ` +
+	`OR EXISTS (SELECT 1 FROM workflow_node_definitions d JOIN waiting w ON w.definition_id = d.definition_id ` +
+	`AND w.definition_version = d.definition_version WHERE d.node_id = n.node_id))`
 
 // DefinitionServer records which definitions a node runs, so that a sweep's
 // fair share (Backlog's count of live nodes) counts only the nodes that
@@ -141,10 +135,9 @@ func (s *Storage) ServeDefinitions(ctx context.Context, nodeID string, defs []De
 		return s.atomically(db, func(tx *gorm.DB) error {
 			// Two processes that record for one node id at once (it
 			// restarted while its old process still ran) take turns on
-			// its row, so that one set stands, not a mix of both.
-			var locked []string
-			if err := tx.Raw(`SELECT node_id FROM workflow_nodes WHERE node_id = ?`+s.dialect.orderedLock(), nodeID).
-				Scan(&locked).Error; err != nil {
+			// its row, made or beaten here: one set stands, not a mix.
+			now := s.dialect.now()
+			if err := tx.Exec(beatNodeSQL, nodeID, now, now).Error; err != nil {
 				return err
 			}
 			if err := tx.Exec(`DELETE FROM workflow_node_definitions WHERE node_id = ?`, nodeID).Error; err != nil {
@@ -153,9 +146,7 @@ func (s *Storage) ServeDefinitions(ctx context.Context, nodeID string, defs []De
 			if len(rows) == 0 {
 				return nil
 			}
-			// A node that has not beaten yet has no row to lock: a
-			// concurrent record of the same set is no error.
-			return tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&rows).Error
+			return tx.Create(&rows).Error
 		})
 	})
 	if err != nil {

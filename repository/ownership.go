@@ -588,12 +588,6 @@ func (s *Storage) ReceiveSignal(ctx context.Context, p ReceiveSignalParams) (*mo
 // PostgreSQL's cached plans otherwise chose the definition index for sweeps,
 // and read every execution of the definition there ever was, at every sweep.
 func definitionFilter(defs []DefinitionKey) (string, []any, error) {
-	return definitionMatch("", defs)
-}
-
-// definitionMatch is definitionFilter on the columns of the table named by
-// prefix ("d." for d.definition_id, d.definition_version).
-func definitionMatch(prefix string, defs []DefinitionKey) (string, []any, error) {
 	if len(defs) == 0 {
 		return "", nil, nil
 	}
@@ -606,7 +600,7 @@ func definitionMatch(prefix string, defs []DefinitionKey) (string, []any, error)
 		pairs[i] = "(?, ?)"
 		args = append(args, d.ID, d.Version)
 	}
-	return " AND ((" + prefix + "definition_id, " + prefix + "definition_version) IN (" + strings.Join(pairs, ", ") + ")) IS TRUE", args, nil
+	return " AND ((definition_id, definition_version) IN (" + strings.Join(pairs, ", ") + ")) IS TRUE", args, nil
 }
 
 // ParkParams is the input of ParkExecution.

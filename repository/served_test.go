@@ -15,41 +15,56 @@ import (
 )
 
 // TestBacklog_LiveNodesThatRunTheDefinitions: Backlog counts the live nodes
-// that could take the work of the claim's definitions: those that recorded
-// one of them, and those that recorded none (they run every definition).
-// A node records again what it runs, replacing what it had; bad keys are
-// refused and change nothing; pruning a node drops its definitions.
+// that could run some of the due work: those that recorded the definition of
+// a due execution, and those that recorded none (they run every
+// definition); not one that runs other definitions, even one the claim also
+// runs. A node records again what it runs, replacing what it had; bad keys
+// are refused and change nothing; pruning a node drops its definitions.
 func TestBacklog_LiveNodesThatRunTheDefinitions(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, s *repository.Storage) {
 		ctx := t.Context()
+		seedDefinition(t, s, "invoice", "v1")
 		order, invoice := repository.DefinitionKey{ID: "order", Version: "v1"}, repository.DefinitionKey{ID: "invoice", Version: "v1"}
-		for _, n := range []string{"orders", "invoices", "anything"} {
+		for _, n := range []string{"orders", "invoices", "anything", "both"} {
 			require.NoError(t, s.BeatNode(ctx, n))
 		}
 		require.NoError(t, s.ServeDefinitions(ctx, "orders", []repository.DefinitionKey{order, order}))
 		require.NoError(t, s.ServeDefinitions(ctx, "invoices", []repository.DefinitionKey{invoice}))
+		require.NoError(t, s.ServeDefinitions(ctx, "both", []repository.DefinitionKey{invoice, order}))
+		create(t, s, repository.NewExecution{})
+		create(t, s, repository.NewExecution{}) // two orders wait
+		backlog := func(defs ...repository.DefinitionKey) (int, int) {
+			t.Helper()
+			due, live, err := s.Backlog(ctx, repository.ClaimParams{NodeID: "both", StaleThreshold: time.Minute, Definitions: defs, Limit: 8})
+			require.NoError(t, err)
+			return due, live
+		}
 		live := func(defs ...repository.DefinitionKey) int {
 			t.Helper()
-			_, n, err := s.Backlog(ctx, repository.ClaimParams{NodeID: "orders", StaleThreshold: time.Minute, Definitions: defs, Limit: 8})
-			require.NoError(t, err)
+			_, n := backlog(defs...)
 			return n
 		}
-		require.Equal(t, 2, live(order), "orders and anything")
-		require.Equal(t, 2, live(invoice), "invoices and anything")
-		require.Equal(t, 3, live(order, invoice))
-		require.Equal(t, 3, live(), "a claim of every definition: every live node")
-		require.Equal(t, 1, live(repository.DefinitionKey{ID: "other", Version: "v1"}), "anything")
+		due, n := backlog(order)
+		require.Equal(t, 2, due)
+		require.Equal(t, 3, n, "orders, anything and both")
+		require.Equal(t, 3, live(order, invoice), "the invoice node runs none of the waiting orders")
+		require.Equal(t, 3, live(), "a claim of every definition: the nodes that run orders")
+		require.Equal(t, 1, live(invoice), "no invoice waits: only the node that runs everything")
+
+		create(t, s, repository.NewExecution{DefinitionID: "invoice", DefinitionVersion: "v1"})
+		require.Equal(t, 3, live(invoice), "invoices, anything and both")
+		require.Equal(t, 4, live(order, invoice))
 
 		// Recorded again: it replaces.
 		require.NoError(t, s.ServeDefinitions(ctx, "invoices", []repository.DefinitionKey{order}))
-		require.Equal(t, 3, live(order))
-		require.Equal(t, 1, live(invoice))
+		require.Equal(t, 4, live(order))
+		require.Equal(t, 2, live(invoice))
 		require.NoError(t, s.ServeDefinitions(ctx, "invoices", nil))
-		require.Equal(t, 2, live(invoice), "none recorded: it runs every definition")
+		require.Equal(t, 3, live(invoice), "none recorded: it runs every definition")
 
 		require.ErrorIs(t, s.ServeDefinitions(ctx, "orders", []repository.DefinitionKey{{ID: "", Version: "v1"}}), repository.ErrInvalidArgument)
 		require.ErrorIs(t, s.ServeDefinitions(ctx, "", []repository.DefinitionKey{order}), repository.ErrInvalidArgument)
-		require.Equal(t, 2, live(invoice), "a refused call changed nothing")
+		require.Equal(t, 4, live(order), "a refused call changed nothing")
 
 		// A node gone for long is pruned with its definitions.
 		require.NoError(t, s.DB().Exec(`UPDATE workflow_nodes SET last_seen = ? WHERE node_id = 'orders'`, time.Now().UTC().Add(-30*24*time.Hour)).Error)

@@ -83,8 +83,10 @@ func (g *groupCommit) write(c *checkpoint) error {
 	if !g.busy {
 		g.busy = true
 		g.mu.Unlock()
+		// Deferred: should commit panic, what queued meanwhile is still
+		// written, and the lane freed.
+		defer g.next()
 		g.commit([]*checkpoint{c})
-		g.next()
 		return c.err
 	}
 	c.done = make(chan struct{})
@@ -125,11 +127,21 @@ func (g *groupCommit) next() {
 	}
 	g.mu.Unlock()
 	go func() {
+		defer func() {
+			// A panic here (a bug) would end the app's process from a
+			// goroutine of the library's: each caller gets it as its
+			// checkpoint's error instead, the outcome not known.
+			if r := recover(); r != nil {
+				for _, c := range batch {
+					c.err = fmt.Errorf("writing the checkpoint panicked (its outcome is not known): %v", r)
+				}
+			}
+			for _, c := range batch {
+				close(c.done)
+			}
+			g.next()
+		}()
 		g.commit(batch)
-		for _, c := range batch {
-			close(c.done)
-		}
-		g.next()
 	}()
 }
 

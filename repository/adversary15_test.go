@@ -526,6 +526,39 @@ func adv15Count(t *testing.T, s *repository.Storage) [2]int64 {
 	return out
 }
 
+// adv15Refused runs call alone on s ("alone") or inside a transaction of s
+// that then commits ("transaction"), and requires ErrConcurrentUpdate.
+func adv15Refused(t *testing.T, ctx context.Context, s *repository.Storage, mode, what string, call func(*repository.Storage) error) {
+	t.Helper()
+	if mode == "alone" {
+		require.ErrorIs(t, call(s), repository.ErrConcurrentUpdate, what)
+		return
+	}
+	require.NoError(t, s.Transaction(ctx, func(tx *repository.Storage) error {
+		require.ErrorIs(t, call(tx), repository.ErrConcurrentUpdate, what)
+		return nil
+	}))
+}
+
+// adv15Grouped runs calls while s holds its checkpoints, so that they queue
+// in this order and are written as one group, and returns their errors.
+func adv15Grouped(t *testing.T, s *repository.Storage, what string, calls []func() error) []error {
+	t.Helper()
+	release, grouped := repository.HoldCheckpoints(s)
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i, call := range calls {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = call() }()
+		if grouped { // queued in this order
+			require.Eventually(t, func() bool { return repository.QueuedCheckpoints(s) == i+1 }, 20*time.Second, time.Millisecond, what)
+		}
+	}
+	release()
+	wg.Wait()
+	return errs
+}
+
 // TestAdversary15_PreviousOutcomeAfterEveryTakeover: after each way an
 // execution leaves node n1 (transfer, release, park, cancel, a claim of its
 // stale heartbeat, a transfer then n2 ending it or starting the next step
@@ -545,35 +578,19 @@ func TestAdversary15_PreviousOutcomeAfterEveryTakeover(t *testing.T) {
 					wantSteps, wantExec := adv15Steps(t, s, lost), adv15Exec(t, s, lost)
 					counts := adv15Count(t, s)
 					switch mode {
-					case "alone":
-						require.ErrorIs(t, op(s, lost, lostStep), repository.ErrConcurrentUpdate, what)
-					case "transaction":
-						require.NoError(t, s.Transaction(ctx, func(tx *repository.Storage) error {
-							require.ErrorIs(t, op(tx, lost, lostStep), repository.ErrConcurrentUpdate, what)
-							return nil
-						}))
+					case "alone", "transaction":
+						adv15Refused(t, ctx, s, mode, what, func(st *repository.Storage) error { return op(st, lost, lostStep) })
 					default:
 						kept, keptStep := adv15Running(t, s, "n1")
 						ending, endingStep := adv15Running(t, s, "n1")
 						counts = adv15Count(t, s)
-						release, grouped := repository.HoldCheckpoints(s)
 						calls := []func() error{
 							func() error { return adv15Ops()["start"](s, kept, keptStep) },
 							func() error { return adv15Ops()["finish"](s, ending, endingStep) },
 						}
 						at := int(mode[len(mode)-1] - '0')
 						calls = slices.Insert(calls, at, func() error { return op(s, lost, lostStep) })
-						errs := make([]error, len(calls))
-						var wg sync.WaitGroup
-						for i, call := range calls {
-							wg.Add(1)
-							go func() { defer wg.Done(); errs[i] = call() }()
-							if grouped { // queued in this order
-								require.Eventually(t, func() bool { return repository.QueuedCheckpoints(s) == i+1 }, 20*time.Second, time.Millisecond, what)
-							}
-						}
-						release()
-						wg.Wait()
+						errs := adv15Grouped(t, s, what, calls)
 						for i, err := range errs {
 							if i == at {
 								require.ErrorIs(t, err, repository.ErrConcurrentUpdate, what)
@@ -620,30 +637,15 @@ func TestAdversary15_PreviousOfAnotherExecution(t *testing.T) {
 					wantXExec, wantYExec := adv15Exec(t, s, x), adv15Exec(t, s, y)
 					counts := adv15Count(t, s)
 					switch mode {
-					case "alone":
-						require.ErrorIs(t, op(s, x, yStep), repository.ErrConcurrentUpdate, what)
-					case "transaction":
-						require.NoError(t, s.Transaction(ctx, func(tx *repository.Storage) error {
-							require.ErrorIs(t, op(tx, x, yStep), repository.ErrConcurrentUpdate, what)
-							return nil
-						}))
+					case "alone", "transaction":
+						adv15Refused(t, ctx, s, mode, what, func(st *repository.Storage) error { return op(st, x, yStep) })
 					case "grouped":
 						kept, keptStep := adv15Running(t, s, "n1")
 						counts = adv15Count(t, s)
-						release, grouped := repository.HoldCheckpoints(s)
-						errs := make([]error, 2)
-						var wg sync.WaitGroup
-						wg.Add(2)
-						go func() { defer wg.Done(); errs[0] = op(s, x, yStep) }()
-						if grouped {
-							require.Eventually(t, func() bool { return repository.QueuedCheckpoints(s) == 1 }, 20*time.Second, time.Millisecond)
-						}
-						go func() { defer wg.Done(); errs[1] = adv15Ops()["start"](s, kept, keptStep) }()
-						if grouped {
-							require.Eventually(t, func() bool { return repository.QueuedCheckpoints(s) == 2 }, 20*time.Second, time.Millisecond)
-						}
-						release()
-						wg.Wait()
+						errs := adv15Grouped(t, s, what, []func() error{
+							func() error { return op(s, x, yStep) },
+							func() error { return adv15Ops()["start"](s, kept, keptStep) },
+						})
 						require.ErrorIs(t, errs[0], repository.ErrConcurrentUpdate, what)
 						require.NoError(t, errs[1], what)
 						counts[1]++

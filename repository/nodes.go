@@ -104,7 +104,8 @@ const runsDue = `(NOT EXISTS (SELECT 1 FROM workflow_node_definitions d WHERE d.
 // require it, so fakes need not (then every live node counts).
 type DefinitionServer interface {
 	// ServeDefinitions replaces the definitions nodeID runs with defs; none
-	// means it runs every definition.
+	// means it runs every definition. It beats the node too (BeatNode): a
+	// node records what it runs as it starts.
 	ServeDefinitions(ctx context.Context, nodeID string, defs []DefinitionKey) error
 }
 
